@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xmr_utils.data.events import ReaderEvent
+
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -25,7 +27,10 @@ class CaptionCorpus:
             from this array only (an image may have any number of captions).
         splits: split name (``train``, ``val``, ``test``) -> sorted int64 image indices.
         split_source: where the splits came from (e.g. ``"seeded (seed=0)"`` or ``"karpathy"``).
-        notes: what the reader fixed or skipped, one line each (shown by notebook 00).
+        notes: what the reader fixed or skipped, one line per kind of event (notebook 00).
+        events: every row the reader repaired or skipped, every image it dropped or left
+            out, with file and line (:class:`~xmr_utils.data.events.ReaderEvent`);
+            :func:`xmr_utils.data.validate` reports them.
     """
 
     name: str
@@ -36,6 +41,7 @@ class CaptionCorpus:
     splits: dict[str, np.ndarray]
     split_source: str = ""
     notes: tuple[str, ...] = field(default=())
+    events: tuple[ReaderEvent, ...] = field(default=())
 
     def __post_init__(self) -> None:
         owner = np.asarray(self.owner, dtype=np.int64)
