@@ -1,0 +1,84 @@
+"""``make bench``: every speed benchmark in one run, written to ``benchmarks/RESULTS.md``.
+
+    python -m benchmarks.run [--quick] [--only eval,train] [--out benchmarks/RESULTS.md]
+
+Each ``benchmarks/bench_<name>.py`` exposes ``run(quick: bool) -> list[Row]``; this runner
+calls them in turn, each in its own process so that one's peak memory and threads do not
+colour the next, and writes one table per section with the machine and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import Row, machine_line, markdown_table
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("data", "Dataset parsing and validation"),
+    ("extract", "Feature extraction"),
+    ("train", "Training epoch"),
+    ("eval", "Evaluation"),
+    ("search", "Search at scale"),
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_section(name: str, quick: bool) -> list[Row]:
+    """Run ``benchmarks.bench_<name>.run(quick)`` in a subprocess and return its rows."""
+    code = (
+        "import json, sys; from dataclasses import asdict; "
+        f"from benchmarks.bench_{name} import run; "
+        f"print('@@ROWS@@' + json.dumps([asdict(r) for r in run(quick={quick})]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True)
+    sys.stderr.write(done.stderr[-2000:])
+    if done.returncode != 0:
+        return [Row(name, f"bench_{name} failed (exit {done.returncode})",
+                    done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")]
+    payload = next(line for line in done.stdout.splitlines() if line.startswith("@@ROWS@@"))
+    return [Row(**row) for row in json.loads(payload[len("@@ROWS@@"):])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
+    parser.add_argument("--only", default="", help="comma list of sections: "
+                        + ", ".join(name for name, _ in SECTIONS))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(wanted) - {name for name, _ in SECTIONS}
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; accepted: "
+                     + ", ".join(name for name, _ in SECTIONS))
+    start = time.perf_counter()
+    parts = []
+    for name, title in SECTIONS:
+        if wanted and name not in wanted:
+            continue
+        print(f"[bench] {name} ...", flush=True)
+        rows = run_section(name, args.quick)
+        parts.append(f"## {title}\n\n{markdown_table(rows)}\n")
+        print(markdown_table(rows), flush=True)
+    command = "python -m benchmarks.run" + (" --quick" if args.quick else "") + (
+        f" --only {args.only}" if args.only else "")
+    text = (
+        "# Benchmark results\n\n"
+        f"Written by `{command}` (`make bench`) on {time.strftime('%Y-%m-%d')}; "
+        f"{machine_line()}; {time.perf_counter() - start:.0f} s in all. Times are the median "
+        "(min–max) of the stated repeats; ratios are baseline ÷ ours.\n\n" + "\n".join(parts)
+    )
+    Path(args.out).write_text(text)
+    print(f"[bench] wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
