@@ -35,7 +35,7 @@ import numpy as np
 from xmr_utils.errors import XmrError
 
 GENERATOR = "xmr_utils.data.synthetic"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 IMAGE_SIZE = 224
 CAPTIONS_PER_IMAGE = 5
 IMAGE_FOLDER = "flickr30k_images"
@@ -205,7 +205,10 @@ def _t_reverse_relation(scene: Scene, rng: np.random.Generator) -> str:
     objs = _left_to_right(scene)[::-1]
     if len(objs) == 1:
         return f"the {objs[0].shape} is {objs[0].size} and {objs[0].colour}, {objs[0].place}"
-    return f"the {objs[0].noun} is {_relation(objs[0], objs[1])} the {objs[1].noun}"
+    text = f"the {objs[0].noun} is {_relation(objs[0], objs[1])} the {objs[1].noun}"
+    if len(objs) == 3:
+        text += f", the {objs[2].noun} is {_relation(objs[2], objs[0])} the {objs[0].shape}"
+    return text
 
 
 def _t_there_is(scene: Scene, rng: np.random.Generator) -> str:
