@@ -38,6 +38,7 @@ import torch
 
 from xmr_utils import retrieval
 from xmr_utils.errors import XmrError
+from xmr_utils.retrieval import count_true
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 #: Most near-tie (band) entries kept before t2i falls back to a second exact pass.
@@ -145,26 +146,34 @@ class _Ranker:
         ps = block.gather(1, pos.clamp(max=self.n_cap - 1)).masked_fill(~valid, -torch.inf)
         best = ps.max(dim=1, keepdim=True).values
         bidx = torch.where((ps == best) & valid, pos, self.n_cap).min(dim=1, keepdim=True).values
-        rank = 1 + (block > best).sum(dim=1)
+        rank = 1 + count_true(block > best, 1)
         eq = block == best
-        tied = torch.nonzero(eq.sum(dim=1) > 1).squeeze(1)
+        tied = torch.nonzero(count_true(eq, 1) > 1).squeeze(1)
         if tied.numel():
-            rank[tied] += (eq[tied] & (self.cols[None, :] < bidx[tied])).sum(dim=1)
+            rank[tied] += count_true(eq[tied] & (self.cols[None, :] < bidx[tied]), 1)
         self.best[i0 : i0 + b] = torch.where(valid.any(dim=1), rank, 0)
         _, idx = retrieval.stable_topk_block(block, self.kmax)
         self.topk[i0 : i0 + b, : idx.shape[1]] = idx
 
-    def t2i_exact(self, i0: int, block: torch.Tensor, target: torch.Tensor) -> None:
-        """Count, per caption, images of rows ``i0..`` ranked above its owner (exact target)."""
+    def t2i_exact(
+        self, i0: int, block: torch.Tensor, target: torch.Tensor, pending: torch.Tensor | None
+    ) -> None:
+        """Count, per caption, images of rows ``i0..`` ranked above its owner.
+
+        ``target`` ``[N_cap]`` must be exact for captions whose owner is in these rows or
+        earlier. For captions owned by later rows, ``pending`` ``[N_cap]`` (or None: exact
+        ``target``) is the threshold: scores ``> pending`` are counted here, the caller
+        resolves the rest.
+        """
         i1 = i0 + block.shape[0]
-        # rows i < owner count when score >= target, i.e. score > nextafter(target, -inf)
-        below = torch.nextafter(target, torch.tensor(-torch.inf, dtype=target.dtype))
-        thr = torch.where(self.owner >= i1, below, target)
-        self.t2i_count += (block > thr[None, :]).sum(dim=0)
+        if pending is None:  # rows i < owner count when score >= target
+            pending = torch.nextafter(target, torch.tensor(-torch.inf, dtype=target.dtype))
+        thr = torch.where(self.owner >= i1, pending, target)
+        self.t2i_count += count_true(block > thr[None, :], 0)
         cols = self.owned_captions(i0, i1)
         sub = block[:, cols]
         rows = torch.arange(i0, i1)[:, None]
-        self.t2i_count[cols] += ((sub == target[cols]) & (rows < self.owner[cols])).sum(dim=0)
+        self.t2i_count[cols] += count_true((sub == target[cols]) & (rows < self.owner[cols]), 0)
 
     def record_targets(self, i0: int, block: torch.Tensor) -> None:
         cols = self.owned_captions(i0, i0 + block.shape[0])
@@ -196,7 +205,7 @@ def ranks_from_scores(scores: Any, owner: Any, kmax: int = max(DEFAULT_KS)) -> R
     target = s[o, torch.arange(s.shape[1])]
     for i0, block in _row_blocks(s):
         ranker.i2t(i0, block)
-        ranker.t2i_exact(i0, block, target)
+        ranker.t2i_exact(i0, block, target, None)
     return ranker.result()
 
 
@@ -212,7 +221,8 @@ def i2t_caption_ranks(scores: Any, owner: Any) -> np.ndarray:
         c = cols[c0 : c0 + step]
         rows = s[o[c]]
         t = rows.gather(1, c[:, None])
-        out[c] = 1 + (rows > t).sum(dim=1) + ((rows == t) & (cols[None, :] < c[:, None])).sum(dim=1)
+        ahead = count_true(rows > t, 1) + count_true((rows == t) & (cols[None, :] < c[:, None]), 1)
+        out[c] = 1 + ahead
     return out.numpy()
 
 
@@ -256,11 +266,11 @@ def ranks_from_embeddings(
     """Per-query ranks of ``similarity(image_emb [N_img, D], text_emb [N_cap, D])``.
 
     One pass over row blocks (``chunk_size`` image rows each; None: ~256 MB blocks) computes
-    both directions. t2i needs each caption's true-pair score before its owner's block is
-    reached, so it counts against a float64 estimate with a rigorous rounding band and
-    resolves the few in-band scores once the exact block value is known; if the band grows
-    past :data:`MAX_BAND_ENTRIES` (e.g. collapsed embeddings) or the estimate misses, a second
-    pass over bit-identical blocks counts exactly. The result equals
+    both directions. t2i needs each caption's true-pair score; in blocks before its owner's
+    block it counts against a float64 estimate with a rigorous rounding band and resolves the
+    few in-band scores once the exact block value is known (a single block needs no band). If
+    the band grows past :data:`MAX_BAND_ENTRIES` (e.g. collapsed embeddings) or the estimate
+    misses, a second pass over bit-identical blocks counts exactly. The result equals
     :func:`ranks_from_scores` on the materialised matrix.
     """
     retrieval.check_metric(similarity)
@@ -273,31 +283,39 @@ def ranks_from_embeddings(
     dtype = torch.promote_types(img.dtype, txt.dtype)
     img, txt = img.to(dtype), txt.to(dtype)
     o = _as_owner(owner, img.shape[0], txt.shape[0])
-    approx, eps = _pair_targets(img, txt, o, similarity)
-    lo, hi = (approx - eps).to(dtype), (approx + eps).to(dtype)
+    rows = retrieval.rows_per_block(txt.shape[0], chunk_size)
+    if rows >= img.shape[0]:  # one block: every target is exact before counting
+        lo = hi = torch.full((txt.shape[0],), torch.inf, dtype=dtype)
+    else:
+        approx, eps = _pair_targets(img, txt, o, similarity)
+        lo, hi = (approx - eps).to(dtype), (approx + eps).to(dtype)
     ranker = _Ranker(o, img.shape[0], int(kmax))
     band: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    n_band, fallback = 0, False
-    blocks = retrieval.iter_score_blocks(img, txt, similarity, chunk_size)
-    for i0, block in blocks:
+    n_band, fallback, last_owner = 0, False, int(o.max())
+    for i0, block in retrieval.checked_score_blocks(img, txt, similarity, rows):
+        i1 = i0 + block.shape[0]
         ranker.i2t(i0, block)
         ranker.record_targets(i0, block)
-        ranker.t2i_count += (block > hi[None, :]).sum(dim=0)
-        if not fallback:
-            r, c = torch.nonzero((block >= lo[None, :]) & (block <= hi[None, :]), as_tuple=True)
-            n_band += r.numel()
-            fallback = n_band > MAX_BAND_ENTRIES
-            if fallback:
-                band.clear()
-            else:
-                band.append((r + i0, c, block[r, c].to(torch.float64)))
+        # captions owned by rows < i1 have their exact target now; later ones use the band
+        ranker.t2i_exact(i0, block, ranker.target.to(dtype), hi)
+        if fallback or last_owner < i1:
+            continue
+        lo_pending = torch.where(o >= i1, lo, torch.inf)
+        r, c = torch.nonzero((block >= lo_pending) & (block <= hi), as_tuple=True)
+        n_band += r.numel()
+        fallback = n_band > MAX_BAND_ENTRIES
+        if fallback:
+            band.clear()
+        else:
+            band.append((r + i0, c, block[r, c].to(torch.float64)))
     t = ranker.target
-    fallback = fallback or not bool(((t >= lo.double()) & (t <= hi.double())).all())
+    if rows < img.shape[0]:
+        fallback = fallback or not bool(((t >= lo.double()) & (t <= hi.double())).all())
     if fallback:
         ranker.t2i_count.zero_()
         exact = t.to(dtype)
-        for i0, block in retrieval.iter_score_blocks(img, txt, similarity, chunk_size):
-            ranker.t2i_exact(i0, block, exact)
+        for i0, block in retrieval.checked_score_blocks(img, txt, similarity, rows):
+            ranker.t2i_exact(i0, block, exact, None)
     elif band:
         r, c, v = (torch.cat(x) for x in zip(*band, strict=True))
         above = (v > t[c]) | ((v == t[c]) & (r < o[c]))
