@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,14 @@ def test_invalid_utf8_names_file_and_line(flickr30k_kaggle):
     (root / "results.csv").write_bytes(data)
     with pytest.raises(XmrError, match=r"results\.csv:9: byte 0xff is not valid UTF-8"):
         load_corpus(root)
+
+
+def test_importing_the_package_is_cheap():
+    code = (
+        "import sys, xmr_utils.data; "
+        "print(sorted(m for m in ('PIL', 'pandas', 'torch', 'xmr_utils.data.synthetic') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

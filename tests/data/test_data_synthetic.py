@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,12 @@ def test_command_line(tmp_path, capsys):
     assert json.loads((tmp_path / "cli" / "synthetic.json").read_text())["seed"] == 7
     assert syn.main(["--out", str(tmp_path / "bad"), "--images", "0"]) == 2
     assert "n_images must be" in capsys.readouterr().err
+
+
+def test_module_runs_as_a_script_without_warnings(tmp_path):
+    out = tmp_path / "script"
+    command = [sys.executable, "-W", "error", "-m", "xmr_utils.data.synthetic", "--out", str(out)]
+    done = subprocess.run([*command, "--images", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert syn.is_complete(out, 2, 0)

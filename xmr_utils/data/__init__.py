@@ -8,8 +8,23 @@
 from xmr_utils.data.corpus import CaptionCorpus
 from xmr_utils.data.events import ReaderEvent
 from xmr_utils.data.load import DATASET_NAMES, load_corpus
-from xmr_utils.data.synthetic import ensure_synthetic, generate
 from xmr_utils.data.validate import DuplicateCaption, ValidationReport, validate
+
+_SYNTHETIC = ("ensure_synthetic", "generate")
+
+
+def __getattr__(name: str) -> object:
+    """Import ``generate``/``ensure_synthetic`` on first use.
+
+    The package does not import the generator up front, so that
+    ``python -m xmr_utils.data.synthetic`` runs without runpy's double-import warning.
+    """
+    if name in _SYNTHETIC:
+        from xmr_utils.data import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATASET_NAMES",

@@ -22,7 +22,6 @@ from xmr_utils.data.flickr30k_kaggle import read_results_csv
 from xmr_utils.data.karpathy import read_karpathy
 from xmr_utils.data.layouts import Layout, detect_layout
 from xmr_utils.data.records import CaptionRecords, SplitAssignment
-from xmr_utils.data.synthetic import ensure_synthetic
 from xmr_utils.errors import XmrError
 from xmr_utils.registry import Registry
 
@@ -69,6 +68,9 @@ def load_corpus(
     data_dir = Path(data_dir)
     if isinstance(root_or_name, str) and root_or_name in DATASET_NAMES:
         if root_or_name == "synthetic":
+            # imported here so that `python -m xmr_utils.data.synthetic` runs it fresh
+            from xmr_utils.data.synthetic import ensure_synthetic
+
             root = ensure_synthetic(data_dir, synthetic_images, split_seed)
         else:
             root = data_dir / root_or_name
