@@ -96,18 +96,7 @@ def build_corpus(
     # 1. empty captions
     keep_rows = [i for i, text in enumerate(records.texts) if text.strip()]
     if len(keep_rows) != len(records.texts):
-        kept = set(keep_rows)
-        for i in range(len(records.texts)):
-            if i not in kept:
-                events.append(
-                    ReaderEvent(
-                        "empty_caption",
-                        records.file,
-                        records.lines[i],
-                        records.image_names[i],
-                        f"empty caption for {records.image_names[i]} dropped",
-                    )
-                )
+        events.extend(_empty_caption_events(records, set(keep_rows)))
     row_names = [records.image_names[i] for i in keep_rows]
     row_texts = [records.texts[i].strip() for i in keep_rows]
 
@@ -148,19 +137,9 @@ def build_corpus(
     owner = np.fromiter((index[row_names[i]] for i in rows), dtype=np.int64, count=len(rows))
     captions = tuple(row_texts[i] for i in rows)
 
-    # 4. images on disk without captions
-    folder = image_dir.relative_to(root).as_posix() if image_dir.is_relative_to(root) else ""
-    for n in sorted(files_on_disk(image_dir, ())):
-        if n not in index and n.lower().endswith(IMAGE_SUFFIXES):
-            events.append(
-                ReaderEvent(
-                    "uncaptioned_image",
-                    folder or str(image_dir),
-                    0,
-                    n,
-                    f"{n} is on disk but has no captions; not in the corpus",
-                )
-            )
+    # 4. images on disk without captions (top-level names of the listing above)
+    top_level = sorted(n for n in present if "/" not in n)
+    events.extend(_uncaptioned_events(top_level, index, image_dir, root))
 
     # 5. splits
     if splits is None:
@@ -182,6 +161,37 @@ def build_corpus(
         notes=summarise(events),
         events=tuple(events),
     )
+
+
+def _empty_caption_events(records: CaptionRecords, kept: set[int]) -> list[ReaderEvent]:
+    return [
+        ReaderEvent(
+            "empty_caption",
+            records.file,
+            records.lines[i],
+            records.image_names[i],
+            f"empty caption for {records.image_names[i]} dropped",
+        )
+        for i in range(len(records.texts))
+        if i not in kept
+    ]
+
+
+def _uncaptioned_events(
+    on_disk: list[str], index: dict[str, int], image_dir: Path, root: Path
+) -> list[ReaderEvent]:
+    folder = image_dir.relative_to(root).as_posix() if image_dir.is_relative_to(root) else ""
+    return [
+        ReaderEvent(
+            "uncaptioned_image",
+            folder or str(image_dir),
+            0,
+            n,
+            f"{n} is on disk but has no captions; not in the corpus",
+        )
+        for n in on_disk
+        if n not in index and n.lower().endswith(IMAGE_SUFFIXES)
+    ]
 
 
 def _resolve_splits(
