@@ -77,7 +77,7 @@ def _as_scores(scores: Any) -> torch.Tensor:
         t = t.to(torch.float64)  # exact for integers up to 2**53
     elif t.dtype not in (torch.float32, torch.float64):
         t = t.to(torch.float32)  # float16 / bfloat16 widen exactly
-    if not bool(torch.isfinite(t).all()):
+    if not retrieval.all_finite(t):
         raise XmrError("scores contain NaN or infinite values")
     return t
 

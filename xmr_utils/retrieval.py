@@ -48,9 +48,14 @@ def as_embeddings(x: Any, name: str) -> torch.Tensor:
     if t.dtype != torch.float64:
         t = t.to(torch.float32)
     t = t.contiguous()
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         raise XmrError(f"{name} contains NaN or infinite values")
     return t
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """True when ``t`` holds no NaN or infinity (one summing pass; a full check if it overflows)."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def check_metric(metric: str) -> None:

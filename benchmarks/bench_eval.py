@@ -1,0 +1,170 @@
+"""Evaluation speed: the full metric set, ours vs. the seed's approach, and at Flickr30k scale.
+
+    python -m benchmarks.bench_eval [--quick]
+
+(a) 1,000 images x 5,000 captions (1024-d, L2-normalised random, 5 captions per image):
+    :func:`xmr_utils.metrics.evaluate_embeddings` (similarity included) vs. the seed's way --
+    sklearn ``NearestNeighbors(algorithm="ball_tree")`` top-10 per direction, the Python
+    ``apk`` loop for mAP@1/5/10, Python loops for R@K, and a per-query ``argsort`` loop for
+    medr/meanr. Both must give the same numbers (checked).
+(b) Flickr30k scale, 31,783 x 158,915 x 1024-d float32 random embeddings, generated in
+    seeded chunks, evaluated in a child process so that its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import Row, machine_line, markdown_table, time_repeats
+
+SECTION = "eval"
+DIM = 1024
+PER_IMAGE = 5
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_unit(n: int, dim: int, seed: int, chunk: int = 8192) -> torch.Tensor:
+    """Seeded L2-normalised Gaussian rows ``[n, dim]`` float32, built chunk by chunk."""
+    out = torch.empty(n, dim, dtype=torch.float32)
+    for c0 in range(0, n, chunk):
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + c0)
+        block = torch.randn(min(chunk, n - c0), dim, generator=gen)
+        out[c0 : c0 + chunk] = torch.nn.functional.normalize(block, dim=1)
+    return out
+
+
+def apk(actual: list[int], predicted: list[int], k: int = 10) -> float:
+    """The seed's ml_metrics-style average precision at k."""
+    if len(predicted) > k:
+        predicted = predicted[:k]
+    score, num_hits = 0.0, 0.0
+    for i, p in enumerate(predicted):
+        if p in actual and p not in predicted[:i]:
+            num_hits += 1.0
+            score += num_hits / (i + 1.0)
+    if not actual:
+        return 0.0
+    return score / min(len(actual), k)
+
+
+def seed_style_metrics(img: np.ndarray, txt: np.ndarray, owner: np.ndarray) -> dict[str, float]:
+    """The seed's evaluation: ball-tree top-10 + Python loops (R@K, mAP@k, medr, meanr)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    out: dict[str, float] = {}
+    ks = (1, 5, 10)
+    # image -> text: neighbours among captions, relevant = owner image id
+    nn_txt = NearestNeighbors(n_neighbors=10, algorithm="ball_tree").fit(txt)
+    top = nn_txt.kneighbors(img, return_distance=False)
+    scores = img @ txt.T
+    best = []
+    for i in range(img.shape[0]):
+        order = np.argsort(-scores[i])
+        best.append(min(int(np.where(order == c)[0][0]) + 1 for c in np.flatnonzero(owner == i)))
+    for k in ks:
+        out[f"i2t_R@{k}"] = 100.0 * sum(r <= k for r in best) / len(best)
+        preds = [[int(owner[c]) for c in row] for row in top]
+        out[f"i2t_mAP@{k}"] = float(np.mean([apk([i], p, k) for i, p in enumerate(preds)]))
+    out["i2t_medr"], out["i2t_meanr"] = float(np.median(best)), float(np.mean(best))
+    # text -> image: neighbours among images, relevant = the caption's owner
+    nn_img = NearestNeighbors(n_neighbors=10, algorithm="ball_tree").fit(img)
+    top = nn_img.kneighbors(txt, return_distance=False)
+    ranks = []
+    for c in range(txt.shape[0]):
+        order = np.argsort(-scores[:, c])
+        ranks.append(int(np.where(order == owner[c])[0][0]) + 1)
+    for k in ks:
+        out[f"t2i_R@{k}"] = 100.0 * sum(r <= k for r in ranks) / len(ranks)
+        preds = [[int(i) for i in row] for row in top]
+        out[f"t2i_mAP@{k}"] = float(
+            np.mean([apk([int(owner[c])], p, k) for c, p in enumerate(preds)])
+        )
+    out["t2i_medr"], out["t2i_meanr"] = float(np.median(ranks)), float(np.mean(ranks))
+    return out
+
+
+def bench_small(quick: bool) -> list[Row]:
+    from xmr_utils.metrics import evaluate_embeddings
+
+    n_img = 200 if quick else 1000
+    img, txt = random_unit(n_img, DIM, 1), random_unit(PER_IMAGE * n_img, DIM, 2)
+    owner = np.repeat(np.arange(n_img), PER_IMAGE)
+    ours = time_repeats(lambda: evaluate_embeddings(img, txt, owner), repeats=5)
+    img_np, txt_np = img.numpy(), txt.numpy()
+    seed = time_repeats(lambda: seed_style_metrics(img_np, txt_np, owner), repeats=3, warmup=0)
+    got, want = evaluate_embeddings(img, txt, owner), seed_style_metrics(img_np, txt_np, owner)
+    agree = all(abs(got[k] - v) < 1e-9 for k, v in want.items())
+    what = f"full metric set, {n_img:,} x {PER_IMAGE * n_img:,} x {DIM}-d (both directions)"
+    return [
+        Row(
+            SECTION,
+            what + f"; seed-style numbers agree: {'yes' if agree else 'NO'}",
+            ours.cell(),
+            f"{seed.cell()} sklearn ball_tree + Python apk/rank loops",
+            f"{seed.median_s / ours.median_s:.0f}x",
+            "≤ 0.2 s",
+            "yes" if ours.median_s <= 0.2 and agree else "no",
+        )
+    ]
+
+
+def _child(n_img: int, chunk_size: int | None) -> None:
+    """Run in the child process: generate, evaluate, print one JSON line."""
+    import resource
+
+    from xmr_utils.metrics import evaluate_embeddings
+
+    img, txt = random_unit(n_img, DIM, 3), random_unit(PER_IMAGE * n_img, DIM, 4)
+    owner = np.repeat(np.arange(n_img), PER_IMAGE)
+    start = time.perf_counter()
+    m = evaluate_embeddings(img, txt, owner, chunk_size=chunk_size)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, "rsum": m["rsum"]}))
+
+
+def bench_scale(quick: bool) -> list[Row]:
+    n_img = 3000 if quick else 31783
+    code = f"from benchmarks.bench_eval import _child; _child({n_img}, None)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    res = json.loads(done.stdout.strip().splitlines()[-1])
+    emb_mb = (n_img + PER_IMAGE * n_img) * DIM * 4 / 2**20
+    met = res["seconds"] <= 120 and res["peak_mb"] <= 4096
+    return [
+        Row(
+            SECTION,
+            f"evaluate_embeddings {n_img:,} x {PER_IMAGE * n_img:,} x {DIM}-d float32 "
+            f"(1 run; embeddings alone {emb_mb:,.0f} MB)",
+            f"{res['seconds']:.1f} s, peak RSS {res['peak_mb']:,.0f} MB",
+            target="≤ 120 s, ≤ 4 GB",
+            met="yes" if met else "no",
+        )
+    ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    """All evaluation rows (``quick``: small sizes, for development)."""
+    return bench_small(quick) + bench_scale(quick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    args = parser.parse_args(argv)
+    print(machine_line())
+    print(markdown_table(run(args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
