@@ -179,7 +179,8 @@ class QueryBrowser:
             "model": w.Dropdown(options=list(self.indexes), description="model"),
             "k": w.IntSlider(value=self.k, min=1, max=20, description="top k"),
             "query": w.Text(placeholder="type a caption, press Enter or Search",
-                            description="caption", layout=w.Layout(width="60%")),
+                            description="caption", continuous_update=False,
+                            layout=w.Layout(width="60%")),
             "search": w.Button(description="Search", button_style="primary"),
             "image": w.Dropdown(options=list(zip(names, self.view.images.tolist(), strict=True)),
                                 description="image"),
@@ -188,7 +189,7 @@ class QueryBrowser:
         }
         ws = self._widgets
         ws["search"].on_click(self.on_search)
-        ws["query"].on_submit(self.on_search)
+        ws["query"].observe(self.on_search, names="value")  # fires on Enter / leaving the box
         ws["image"].observe(self.on_image, names="value")
         text_tab = w.VBox([w.HBox([ws["query"], ws["search"]])])
         image_tab = w.VBox([ws["image"], ws["query_image"]])
@@ -204,7 +205,7 @@ class QueryBrowser:
         return self._widgets
 
     def on_search(self, _: Any = None) -> None:
-        """Callback of the Search button and the caption box's Enter key."""
+        """Callback of the Search button and of the caption box (on Enter)."""
         ws = self._controls()
         try:
             self.last_hits = self.search_text(ws["query"].value, ws["model"].value, ws["k"].value)
