@@ -1,0 +1,91 @@
+"""Search at scale: exact top-10 of 5,000 queries over 158,915 items (1024-d).
+
+    python -m benchmarks.bench_search [--quick]
+
+Exact torch search (:func:`xmr_utils.retrieval.topk`, chunked matmul + stable top-k), and,
+when ``import faiss`` works, faiss ``IndexFlatIP`` (exact) and ``IndexHNSWFlat`` (approximate,
+with its recall@10 against the exact top-10). Without faiss the faiss rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from benchmarks.bench_eval import DIM, random_unit
+from benchmarks.common import (
+    Row,
+    Timing,
+    machine_line,
+    markdown_table,
+    peak_rss_mb,
+    time_repeats,
+)
+
+SECTION = "search"
+K = 10
+NOT_INSTALLED = "faiss-cpu not installed (pip install -e .[faiss])"
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each row of ``exact`` ``[Q, k]`` that ``found`` ``[Q, k]`` also holds."""
+    hits = [len(set(f.tolist()) & set(e.tolist())) for f, e in zip(found, exact, strict=True)]
+    return float(np.mean(hits)) / exact.shape[1]
+
+
+def faiss_rows(
+    q: np.ndarray, items: np.ndarray, exact: np.ndarray, size: str, torch_time: Timing
+) -> list[Row]:
+    """faiss flat (exact) and HNSW (approximate) rows; baseline = the exact torch search."""
+    import faiss
+
+    def row(what: str, t: Timing, found: np.ndarray) -> Row:
+        return Row(SECTION, f"{what}, {size}; recall@{K} vs exact {recall_at_k(found, exact):.4f}",
+                   t.cell(), f"{torch_time.cell()} exact torch",
+                   f"{torch_time.median_s / t.median_s:.1f}x")
+
+    flat = faiss.IndexFlatIP(items.shape[1])
+    flat.add(items)
+    t_flat = time_repeats(lambda: flat.search(q, K), repeats=3, warmup=0)
+    start = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(items.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efSearch = 128
+    hnsw.add(items)
+    build = time.perf_counter() - start
+    t_hnsw = time_repeats(lambda: hnsw.search(q, K), repeats=3, warmup=0)
+    return [
+        row(f"faiss IndexFlatIP top-{K}", t_flat, flat.search(q, K)[1]),
+        row(f"faiss IndexHNSWFlat(M=32, efSearch=128, build {build:.0f} s) top-{K}", t_hnsw,
+            hnsw.search(q, K)[1]),
+    ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Search rows (``quick``: 500 queries over 20,000 items)."""
+    from xmr_utils.retrieval import faiss_available, topk
+
+    n_q, n_items = (500, 20_000) if quick else (5_000, 158_915)
+    q, items = random_unit(n_q, DIM, 5), random_unit(n_items, DIM, 6)
+    size = f"{n_q:,} queries x {n_items:,} items x {DIM}-d"
+    t = time_repeats(lambda: topk(q, items, K, backend="torch"), repeats=3, warmup=0)
+    _, exact = topk(q, items, K, backend="torch")
+    rows = [Row(SECTION, f"exact torch top-{K} (stable ties), {size}; "
+                f"peak RSS {peak_rss_mb():,.0f} MB", t.cell())]
+    if not faiss_available():
+        return rows + [Row(SECTION, f"faiss IndexFlatIP / IndexHNSWFlat, {size}", NOT_INSTALLED)]
+    return rows + faiss_rows(q.numpy(), items.numpy(), exact.numpy(), size, t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    args = parser.parse_args(argv)
+    print(machine_line())
+    print(markdown_table(run(args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
