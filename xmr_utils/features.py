@@ -295,7 +295,7 @@ def region_features(
     Returns ``{"pooled": [N, 1024], "regions": [N, R, 1024], "boxes": [N, R, 4],
     "scores": [N, R], "counts": [N]}``; ``options`` as for :func:`image_features`.
     """
-    encoder_keys = ("weights", "max_regions", "score_threshold", "min_size")
+    encoder_keys = ("weights", "max_regions", "score_threshold", "min_size", "proposals")
     enc = options.pop("encoder", None) or build_image_encoder(
         spec, **{k: options.pop(k) for k in encoder_keys if k in options})
     extras = getattr(enc, "extra_outputs", None)

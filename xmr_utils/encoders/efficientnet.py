@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from xmr_utils.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_spec
 from xmr_utils.encoders.images import ImagePipeline
 from xmr_utils.encoders.pooled import PooledImageEncoder
-from xmr_utils.encoders.weights import load_weights_into
+from xmr_utils.encoders.weights import build_with_weights
 from xmr_utils.errors import XmrError
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ class EfficientNetLite0(PooledImageEncoder):
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name("efficientnet-lite0")
-        load_weights_into(net, self.weights_path(), "efficientnet-lite0")
+        net = build_with_weights(lambda: EfficientNet.from_name("efficientnet-lite0"),
+                                 self.weights_path(), "efficientnet-lite0")
 
         class Trunk(torch.nn.Module):
             def __init__(self, net: torch.nn.Module) -> None:

@@ -5,8 +5,10 @@ Variants:
         ``max_regions`` (36) detections scoring at least ``score_threshold`` (0.2), re-pooled
         on the final boxes as in bottom-up attention. Stored as ``regions [N, R, 1024]``,
         ``boxes [N, R, 4]`` (x1, y1, x2, y2 as fractions of width/height), ``scores [N, R]``,
-        ``counts [N]``; slots past ``counts`` are zero. An image with no detection above the
-        threshold gets one whole-image region with score 0, so no row is all zeros. The main
+        ``counts [N]``; slots past ``counts`` are zero. ``min_size`` (800) is the detector's
+        input scale and ``proposals`` (1000) the RPN proposals kept; lower both on a CPU. An
+        image with no detection above the threshold gets one whole-image region with score 0,
+        so no row is all zeros. The main
         ``[N, 1024]`` output is the mean over each image's regions.
     ``backbone``: the detector's ResNet-50 C5 map, global-average-pooled: ``[N, 2048]``
         (shorter side 256, centre crop 224, ImageNet normalisation).
@@ -30,7 +32,7 @@ from xmr_utils.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_s
 from xmr_utils.encoders.images import ImagePipeline, iterate_decoded
 from xmr_utils.encoders.pooled import PooledImageEncoder
 from xmr_utils.encoders.weights import (
-    load_weights_into,
+    build_with_weights,
     resolve_torchvision_weights,
     weights_id_of,
 )
@@ -41,7 +43,8 @@ if TYPE_CHECKING:
 
 ALTERNATIVE = "efficientnet_lite0"
 REGION_DIM = 1024
-DEFAULTS: dict[str, float | int] = {"max_regions": 36, "score_threshold": 0.2, "min_size": 800}
+DEFAULTS: dict[str, float | int] = {"max_regions": 36, "score_threshold": 0.2, "min_size": 800,
+                                    "proposals": 1000}
 
 
 def weights_url() -> str:
@@ -55,8 +58,9 @@ def build_detector(weights: Path) -> torch.nn.Module:
     """``fasterrcnn_resnet50_fpn_v2`` (91 COCO classes) with ``weights`` loaded, eval mode."""
     from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
 
-    model = fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91)
-    load_weights_into(model, weights, "fasterrcnn_resnet50_fpn_v2")
+    model = build_with_weights(
+        lambda: fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91),
+        weights, "fasterrcnn_resnet50_fpn_v2")
     return model.eval()
 
 
@@ -98,7 +102,8 @@ class FasterRcnnRegions:
     dim = REGION_DIM
 
     def __init__(self, weights: str | os.PathLike[str] | None = None, max_regions: int = 36,
-                 score_threshold: float = 0.2, min_size: int = 800) -> None:
+                 score_threshold: float = 0.2, min_size: int = 800,
+                 proposals: int = 1000) -> None:
         if int(max_regions) < 1:
             raise XmrError(f"max_regions={max_regions} must be at least 1")
         if not 0.0 <= float(score_threshold) < 1.0:
@@ -106,8 +111,11 @@ class FasterRcnnRegions:
         self.max_regions = int(max_regions)
         self.score_threshold = float(score_threshold)
         self.min_size = int(min_size)
+        self.proposals = int(proposals)
+        if self.proposals < self.max_regions:
+            raise XmrError(f"proposals={proposals} must be at least max_regions={max_regions}")
         chosen = {"max_regions": self.max_regions, "score_threshold": self.score_threshold,
-                  "min_size": self.min_size}
+                  "min_size": self.min_size, "proposals": self.proposals}
         self.spec = canonical_spec("faster_rcnn", "regions",
                                    {k: v for k, v in chosen.items() if v != DEFAULTS[k]})
         self.pipeline = ImagePipeline(resize=self.min_size, crop=None)
@@ -129,7 +137,8 @@ class FasterRcnnRegions:
 
     def preprocessing_id(self) -> str:
         return (f"{self.pipeline.id()}; detector transform min_size={self.min_size}; "
-                f"top {self.max_regions} detections with score >= {self.score_threshold}")
+                f"{self.proposals} RPN proposals; top {self.max_regions} detections with "
+                f"score >= {self.score_threshold}")
 
     def _detector(self, device: str) -> torch.nn.Module:
         if self._model is None:
@@ -138,6 +147,9 @@ class FasterRcnnRegions:
             model.roi_heads.detections_per_img = self.max_regions
             model.transform.min_size = (self.min_size,)
             model.transform.max_size = max(self.min_size, round(1333 * self.min_size / 800))
+            model.rpn._post_nms_top_n["testing"] = self.proposals
+            model.rpn._pre_nms_top_n["testing"] = max(self.proposals,
+                                                      model.rpn._pre_nms_top_n["testing"])
             self._model = model
         return self._model.to(device)
 
@@ -223,7 +235,8 @@ def _make(variant: str, **options: object) -> FasterRcnnBackbone | FasterRcnnReg
 IMAGE_ENCODERS.register("faster_rcnn")(EncoderEntry(
     factory=_make,
     variants=("regions", "backbone"),
-    options=("weights", "max_regions", "score_threshold", "min_size", "channels_last"),
+    options=("weights", "max_regions", "score_threshold", "min_size", "proposals",
+             "channels_last"),
     summary="COCO fasterrcnn_resnet50_fpn_v2: 1024-d region features (+ boxes) or 2048-d "
             "pooled backbone, from the torch hub cache",
 ))

@@ -71,7 +71,7 @@ def decode_image(path: Path, pipeline: ImagePipeline) -> np.ndarray:
             raise ValueError(f"image of {w}x{h} pixels is smaller than the {c}-pixel crop")
         left, top = (w - c) // 2, (h - c) // 2
         rgb = rgb.crop((left, top, left + c, top + c))
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8)  # writable: torch warns about read-only arrays
 
 
 class ImageFiles:

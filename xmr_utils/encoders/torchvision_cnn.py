@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from xmr_utils.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_spec
 from xmr_utils.encoders.images import ImagePipeline
 from xmr_utils.encoders.pooled import PooledImageEncoder
-from xmr_utils.encoders.weights import load_weights_into, resolve_torchvision_weights
+from xmr_utils.encoders.weights import build_with_weights, resolve_torchvision_weights
 
 if TYPE_CHECKING:
     import torch
@@ -79,8 +79,9 @@ class TorchvisionClassifier(PooledImageEncoder):
         import torch
         import torchvision.models
 
-        net = getattr(torchvision.models, self.arch.builder)(weights=None)
-        load_weights_into(net, self.weights_path(), self.arch.builder)
+        builder = getattr(torchvision.models, self.arch.builder)
+        net = build_with_weights(lambda: builder(weights=None), self.weights_path(),
+                                 self.arch.builder)
         if self.arch.variant == "fc7":
             # classifier = fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8: keep up to fc7's ReLU.
             net.classifier = torch.nn.Sequential(*list(net.classifier.children())[:5])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -112,15 +113,37 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights_into(model: Any, path: Path, architecture: str) -> None:
-    """Load the checkpoint at ``path`` into ``model`` strictly; a mismatch raises XmrError."""
-    result = model.load_state_dict(load_state_dict(path), strict=False)
+def load_weights_into(model: Any, path: Path, architecture: str) -> Any:
+    """Load the checkpoint at ``path`` into ``model`` strictly; a mismatch raises XmrError.
+
+    ``model`` may live on the ``meta`` device (built without allocating or initialising
+    weights): the checkpoint's tensors are then assigned in place of the meta ones.
+    Returns the model.
+    """
+    on_meta = any(t.is_meta for t in model.state_dict().values())
+    result = model.load_state_dict(load_state_dict(path), strict=False, assign=on_meta)
     if result.missing_keys or result.unexpected_keys:
         raise XmrError(
             f"weights file {path} does not fit {architecture}: {len(result.missing_keys)} missing "
             f"keys (e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
             f"(e.g. {result.unexpected_keys[:2]}); use the checkpoint of that architecture"
         )
+    return model
+
+
+def build_with_weights(constructor: Callable[[], Any], path: Path, architecture: str) -> Any:
+    """``constructor()`` built on the meta device (no random init) with ``path`` loaded.
+
+    Falls back to a normal build when the module keeps tensors outside its state dict.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = constructor()
+    load_weights_into(model, path, architecture)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = load_weights_into(constructor(), path, architecture)
+    return model
 
 
 def resolve_hf_model(name_or_dir: str | os.PathLike[str], encoder: str, alternative: str) -> Path:
