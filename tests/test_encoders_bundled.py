@@ -58,16 +58,22 @@ def test_efficientnet_lite0_features(tmp_path: Path, lite0) -> None:
     assert "crop=224" in lite0.preprocessing_id()
 
 
-def test_efficientnet_lite0_loads_the_bundled_imagenet_weights(lite0) -> None:
+def test_efficientnet_lite0_loads_the_bundled_imagenet_weights(tmp_path: Path, lite0) -> None:
     import torch
 
-    from xmr_utils.encoders.efficientnet import bundled_weights
+    from xmr_utils.encoders.efficientnet import EfficientNetLite0, bundled_weights
 
     state = torch.load(bundled_weights(), map_location="cpu", weights_only=True)
-    module = lite0.module("cpu")
+    plain = EfficientNetLite0(optimize=False)
+    module = plain.module("cpu")
     torch.testing.assert_close(module.net._conv_stem.weight.contiguous(),
                                state["_conv_stem.weight"])
     torch.testing.assert_close(module.net._bn1.running_var, state["_bn1.running_var"])
+    # the folded-BatchNorm module used by default computes the same features
+    paths = draw_jpegs(tmp_path, 3)
+    np.testing.assert_allclose(lite0.encode_images(paths, num_workers=0, progress=False),
+                               plain.encode_images(paths, num_workers=0, progress=False),
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
