@@ -1,0 +1,260 @@
+"""The training loop: determinism, resume after a kill, checkpoints, early stop, errors,
+and the sanity check that matters (vsepp learns a synthetic retrieval task)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import xmr_utils.train as train_mod
+from xmr_utils.config import RECIPES, Recipe, recipe_with
+from xmr_utils.errors import XmrError
+from xmr_utils.train import load_model, train_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP waits
+    on descheduled threads make each step ~50x slower; the thread count is restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = {
+    "image_head.hidden": [32],
+    "image_head.out_dim": 16,
+    "text_head.hidden": [32],
+    "text_head.out_dim": 16,
+    "train.batch_size": 16,
+    "optim.lr": 1e-3,
+}
+
+
+def synthetic(n_images: int = 40, caps: int = 5, di: int = 24, dt: int = 12, noise: float = 0.5,
+              seed: int = 0) -> dict[str, np.ndarray]:
+    """Captions are noisy linear functions of their image's features; 3/4 train, 1/4 val."""
+    rng = np.random.default_rng(seed)
+    img = rng.standard_normal((n_images, di)).astype(np.float32)
+    w = rng.standard_normal((di, dt)).astype(np.float32) / np.sqrt(di)
+    owner = np.repeat(np.arange(n_images), caps)
+    txt = (img[owner] @ w + noise * rng.standard_normal((len(owner), dt))).astype(np.float32)
+    perm = rng.permutation(n_images)
+    cut = n_images * 3 // 4
+    return {"image_feats": img, "text_feats": txt, "owner": owner,
+            "train_images": np.sort(perm[:cut]), "val_images": np.sort(perm[cut:])}
+
+
+def small(name: str = "vsepp", **overrides: object) -> Recipe:
+    return recipe_with(RECIPES[name], **{**SMALL, **overrides})
+
+
+def val_rows(history: list[dict]) -> list[dict]:
+    """History rows without wall-clock fields."""
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in history]
+
+
+def assert_same_history(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for ra, rb in zip(val_rows(a), val_rows(b), strict=True):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            if isinstance(ra[k], float):
+                assert ra[k] == pytest.approx(rb[k], abs=1e-6), k
+            else:
+                assert ra[k] == rb[k], k
+
+
+@pytest.mark.parametrize("name", ["vsepp", "semihard", "infonce", "seed"])
+def test_same_seed_same_metrics(name: str, tmp_path: Path) -> None:
+    data = synthetic()
+    overrides = {"train.epochs": 2}
+    if name == "seed":  # the seed's 4096-d heads, shrunk so the test stays fast
+        overrides.update({"image_head.hidden": [32], "image_head.out_dim": 16,
+                          "text_head.hidden": [32, 32], "text_head.out_dim": 16,
+                          "train.batch_size": 64})
+        recipe = recipe_with(RECIPES["seed"], **overrides)
+    else:
+        recipe = small(name, **overrides)
+    a = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "a", progress=False)
+    b = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "b", progress=False)
+    assert_same_history(a.history, b.history)
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(),
+                                  strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    c = train_model(recipe_with(recipe, **{"train.seed": 1}), "img2txt", **data,
+                    out_dir=tmp_path / "c", progress=False)
+    assert c.history[0]["loss"] != a.history[0]["loss"]
+
+
+def test_global_rng_state_untouched(tmp_path: Path) -> None:
+    before = torch.get_rng_state()
+    train_model(small(**{"train.epochs": 1}), "txt2img", **synthetic(), out_dir=tmp_path,
+                progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+class Killed(Exception):
+    """Stands in for the process being killed."""
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch) -> None:
+    data = synthetic()
+    # Shuffling, dropout, the random miner's draws, Adam's moments and the StepLR count
+    # (decay after epoch 3, i.e. after the kill) must all come back from last.pt.
+    recipe = small("vsepp", **{"train.epochs": 4, "loss.miner": "random",
+                               "optim.step_size": 3})
+    full = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "full", progress=False)
+
+    real_build = train_mod.build_loss
+    calls = {"n": 0}
+    steps_per_epoch = math.ceil(len(data["owner"]) * 3 / 4 / 16)
+
+    def killing_build(config):
+        loss = real_build(config)
+        forward = loss.forward
+
+        def forward_then_die(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2 * steps_per_epoch + 3:  # a few steps into epoch 3
+                raise Killed
+            return forward(*args, **kwargs)
+
+        loss.forward = forward_then_die
+        return loss
+
+    monkeypatch.setattr(train_mod, "build_loss", killing_build)
+    with pytest.raises(Killed):
+        train_model(recipe, "img2txt", **data, out_dir=tmp_path / "cut", progress=False)
+    lines = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    monkeypatch.setattr(train_mod, "build_loss", real_build)
+
+    resumed = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "cut", progress=False)
+    assert_same_history(full.history, resumed.history)
+    assert resumed.best_epoch == full.best_epoch
+    assert resumed.best_val == pytest.approx(full.best_val)
+    for va, vb in zip(full.model.state_dict().values(), resumed.model.state_dict().values(),
+                      strict=True):
+        torch.testing.assert_close(va, vb, rtol=0, atol=1e-6)
+    history_file = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in history_file] == [1, 2, 3, 4]
+
+
+def test_outputs_history_checkpoints_and_load_model(tmp_path: Path) -> None:
+    data = synthetic()
+    recipe = small(**{"train.epochs": 3})
+    result = train_model(recipe, "txt2img", **data, out_dir=tmp_path, progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"best.pt", "last.pt", "history.jsonl"}
+    rows = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert rows == result.history and [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ("loss", "loss_over_margin", "lr", "seconds", "val_rsum", "val_i2t_R@1",
+                "val_t2i_R@10", "val_img_mean_pairwise_cosine", "val_txt_effective_rank",
+                "val_collapsed"):
+        assert key in rows[0], key
+    assert rows[0]["loss_over_margin"] == pytest.approx(rows[0]["loss"] / 0.2)
+    best = max(rows, key=lambda r: r["val_rsum"])
+    assert result.best_epoch == best["epoch"]
+    assert result.best_val["val_rsum"] == best["val_rsum"]
+
+    model, loaded_recipe, meta = load_model(result.checkpoint)
+    assert loaded_recipe == recipe and meta["direction"] == "txt2img"
+    assert meta["epoch"] == result.best_epoch
+    img, txt = train_mod.embed(model, data["image_feats"], data["text_feats"])
+    img2, txt2 = train_mod.embed(result.model, data["image_feats"], data["text_feats"])
+    np.testing.assert_array_equal(img, img2)
+    assert img.shape == (40, 16) and txt.shape == (200, 16)
+
+    again = train_model(recipe, "txt2img", **data, out_dir=tmp_path, progress=False)
+    assert again.history == result.history  # a finished run is returned, not retrained
+
+
+def test_early_stop_on_val_rsum(tmp_path: Path) -> None:
+    # lr so small that val rsum cannot improve after the first validation.
+    recipe = small(**{"train.epochs": 10, "train.patience": 2, "optim.lr": 1e-12})
+    result = train_model(recipe, "img2txt", **synthetic(), out_dir=tmp_path, progress=False)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert result.best_epoch == 1
+
+
+def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> None:
+    data = synthetic()
+    train_model(small(**{"train.epochs": 1}), "img2txt", **data, out_dir=tmp_path,
+                progress=False)
+    with pytest.raises(XmrError, match="another recipe or direction"):
+        train_model(small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path,
+                    progress=False)
+    other = synthetic(seed=1)
+    with pytest.raises(XmrError, match="other data or splits"):
+        train_model(small(**{"train.epochs": 1}), "img2txt", **{**data, "val_images":
+                    other["val_images"], "train_images": other["train_images"]},
+                    out_dir=tmp_path, progress=False)
+    fresh = train_model(small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path,
+                        progress=False, resume=False)
+    assert [r["epoch"] for r in fresh.history] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"direction": "both"}, "unknown direction 'both'; accepted: img2txt, txt2img"),
+        ({"owner": np.zeros(7, dtype=np.int64)}, "owner must be an integer array [N_cap=200]"),
+        ({"owner": np.full(200, 99)}, "owner refers to images outside"),
+        ({"text_feats": np.zeros((200,))}, "text_feats must be a non-empty 2-D array"),
+        ({"train_images": np.array([], dtype=np.int64)}, "the train split is empty"),
+        ({"val_images": np.array([], dtype=np.int64)}, "the val split is empty"),
+        ({"val_images": np.array([0, 1])}, "train and val splits share"),
+        ({"train_images": np.array([0, 0, 1])}, "lists an image more than once"),
+        ({"train_images": np.array([45])}, "outside 0..39"),
+    ],
+)
+def test_bad_input_raises_xmr_error(change: dict, needle: str, tmp_path: Path) -> None:
+    args = {"direction": "img2txt", **synthetic()}
+    if "val_images" in change and len(change["val_images"]) == 2:
+        args["train_images"] = np.arange(0, 30)
+    args.update(change)
+    with pytest.raises(XmrError) as info:
+        train_model(small(**{"train.epochs": 1}), out_dir=tmp_path, progress=False, **args)
+    assert needle in str(info.value)
+
+
+def test_non_finite_features_and_missing_checkpoint(tmp_path: Path) -> None:
+    data = synthetic()
+    data["text_feats"] = data["text_feats"].copy()
+    data["text_feats"][3, 0] = np.nan
+    with pytest.raises(XmrError, match="text_feats contains NaN"):
+        train_model(small(**{"train.epochs": 1}), "img2txt", **data, out_dir=tmp_path,
+                    progress=False)
+    with pytest.raises(XmrError, match="no checkpoint at"):
+        load_model(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(XmrError, match="not a readable checkpoint"):
+        load_model(tmp_path / "junk.pt")
+
+
+def test_sanity_vsepp_learns_synthetic_retrieval(tmp_path: Path) -> None:
+    """200 images x 5 noisy linear captions: vsepp reaches high val R@1 in a few epochs.
+
+    Chance on this val split (50 images, 250 captions) is rsum ~ 64; R@1 ~ 2% (i2t) and
+    0.4% (t2i).
+    """
+    data = synthetic(n_images=200, di=64, dt=32, noise=0.5)
+    recipe = recipe_with(RECIPES["vsepp"], **{
+        "image_head.hidden": [128], "image_head.out_dim": 64, "text_head.hidden": [128],
+        "text_head.out_dim": 64, "train.batch_size": 64, "optim.lr": 1e-3, "train.epochs": 5,
+    })
+    for direction in ("img2txt", "txt2img"):
+        result = train_model(recipe, direction, **data, out_dir=tmp_path / direction,
+                             progress=False)
+        best = result.best_val
+        assert best["val_rsum"] > 400, best
+        assert best["val_i2t_R@1"] > 50 and best["val_t2i_R@1"] > 50, best
+        assert not best["val_collapsed"]
+        losses = [r["loss"] for r in result.history]
+        assert losses[-1] < losses[0]

@@ -1,0 +1,558 @@
+"""The training loop: one model per direction, selected on val rsum, resumable.
+
+:func:`train_model` trains a :class:`~xmr_utils.heads.DualEncoder` with a
+:class:`~xmr_utils.config.Recipe` for one direction:
+
+* ``img2txt`` — image anchors; the pair's caption is the positive, other images'
+  captions in the batch are the negatives;
+* ``txt2img`` — caption anchors; the pair's image is the positive, other images in the
+  batch are the negatives.
+
+An epoch is one pass over every training (image, caption) pair, shuffled with a seeded
+``torch.Generator`` and cut into batches by indexing in-memory feature tensors with the
+permutation (no per-item ``Dataset``). After each epoch (every ``eval_every``) the val
+split is embedded and scored (:func:`xmr_utils.metrics.retrieval_metrics`,
+:func:`xmr_utils.diagnostics.collapse_stats`); the best val rsum is kept in
+``out_dir/best.pt``. ``out_dir/last.pt`` holds everything needed to resume (model,
+loss, optimiser, scheduler, and every RNG state), and ``out_dir/history.jsonl`` one flat
+JSON row per epoch. A run killed mid-way and restarted with ``resume=True`` continues
+from ``last.pt`` and ends with the same result as an uninterrupted run (CPU, same
+thread count).
+
+Seeding never touches the caller's global RNG state: the loop runs inside
+``torch.random.fork_rng`` with ``torch.manual_seed(recipe.train.seed)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from xmr_utils.config import Recipe
+from xmr_utils.errors import XmrError, unknown_choice
+from xmr_utils.heads import DualEncoder
+from xmr_utils.losses import build_loss
+
+DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
+CHECKPOINT_FORMAT = "xmr-dual-encoder/1"
+RESUME_FORMAT = "xmr-train-state/1"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` returns.
+
+    ``model`` holds the best-val weights (eval mode); ``best_epoch`` is 1-based;
+    ``best_val`` the val metrics (and collapse statistics) of that epoch; ``history``
+    the rows of ``history.jsonl``; ``checkpoint`` the path of ``best.pt``.
+    """
+
+    model: DualEncoder
+    recipe: Recipe
+    direction: str
+    best_epoch: int
+    best_val: dict[str, Any]
+    history: list[dict[str, Any]] = field(repr=False)
+    checkpoint: Path
+
+
+@dataclass(frozen=True)
+class TrainPairs:
+    """Training pairs as tensors on the training device.
+
+    ``image_feats [N_img, Di]`` and ``text_feats [N_cap, Dt]`` are the full feature tables;
+    pair ``k`` is (image ``pair_images[k]``, caption ``pair_captions[k]``), both ``[P]``.
+    """
+
+    image_feats: Tensor
+    text_feats: Tensor
+    pair_images: Tensor
+    pair_captions: Tensor
+
+    def __len__(self) -> int:
+        return int(self.pair_images.shape[0])
+
+    def n_batches(self, batch_size: int) -> int:
+        """Batches per epoch (a last batch of a single pair is dropped: it has no negative)."""
+        full, rest = divmod(len(self), batch_size)
+        return full + (rest >= 2)
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+        """Yield ``(image_x [B, Di], text_x [B, Dt], image_ids [B])`` for one shuffled epoch."""
+        device = self.pair_images.device
+        perm = torch.randperm(len(self), generator=generator).to(device)
+        for b in range(self.n_batches(batch_size)):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            images = self.pair_images[idx]
+            yield self.image_feats[images], self.text_feats[self.pair_captions[idx]], images
+
+
+def run_epoch(
+    model: DualEncoder,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    pairs: TrainPairs,
+    direction: str,
+    batch_size: int,
+    epoch: int,
+    *,
+    shuffle_generator: torch.Generator,
+    miner_generator: torch.Generator | None = None,
+    grad_clip: float | None = None,
+    on_step: Any = None,
+) -> float:
+    """Train ``model`` for one epoch (0-based ``epoch``, used by the miner's warm-up).
+
+    Returns the mean batch loss. ``on_step`` (optional) is called after every step.
+    """
+    model.train()
+    loss_fn.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    total = torch.zeros((), dtype=torch.float64, device=pairs.pair_images.device)
+    steps = 0
+    for image_x, text_x, image_ids in pairs.batches(batch_size, shuffle_generator):
+        img = model.encode_images(image_x)
+        txt = model.encode_texts(text_x)
+        anchors, candidates = (img, txt) if direction == "img2txt" else (txt, img)
+        loss = loss_fn(anchors, candidates, image_ids, epoch=epoch, generator=miner_generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+        optimizer.step()
+        total += loss.detach()
+        steps += 1
+        if on_step is not None:
+            on_step()
+    mean = float(total) / max(steps, 1)
+    if not math.isfinite(mean):
+        raise XmrError(
+            f"the training loss became {mean} in epoch {epoch + 1}; lower optim.lr or set "
+            f"optim.grad_clip"
+        )
+    return mean
+
+
+def _as_feats(x: np.ndarray, name: str, rows: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise XmrError(f"{name} must be a non-empty 2-D array [{rows}, D], got shape {x.shape}")
+    return x
+
+
+def _image_index(images: np.ndarray, n_images: int, split: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 1 or not np.issubdtype(images.dtype, np.integer):
+        raise XmrError(f"{split}_images must be a 1-D integer array of image indices")
+    if len(images) and (images.min() < 0 or images.max() >= n_images):
+        raise XmrError(f"{split}_images refers to images outside 0..{n_images - 1}")
+    if len(np.unique(images)) != len(images):
+        raise XmrError(f"{split}_images lists an image more than once")
+    return images.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """One split in caption order: images ``[n]``, captions ``[m]``, local owner ``[m]``."""
+
+    images: np.ndarray
+    captions: np.ndarray
+    owner: np.ndarray
+
+
+def _split(owner: np.ndarray, images: np.ndarray, n_images: int) -> _Split:
+    local = np.full(n_images, -1, dtype=np.int64)
+    local[images] = np.arange(len(images))
+    captions = np.flatnonzero(local[owner] >= 0)
+    return _Split(images, captions, local[owner[captions]])
+
+
+def _check_inputs(
+    direction: str,
+    image_feats: np.ndarray,
+    text_feats: np.ndarray,
+    owner: np.ndarray,
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+) -> tuple[np.ndarray, _Split, _Split]:
+    if direction not in DIRECTIONS:
+        raise unknown_choice("direction", direction, DIRECTIONS)
+    image_feats = _as_feats(image_feats, "image_feats", "N_img")
+    text_feats = _as_feats(text_feats, "text_feats", "N_cap")
+    owner = np.asarray(owner)
+    if owner.shape != (len(text_feats),) or not np.issubdtype(owner.dtype, np.integer):
+        raise XmrError(
+            f"owner must be an integer array [N_cap={len(text_feats)}] (caption -> image), "
+            f"got shape {owner.shape} and dtype {owner.dtype}"
+        )
+    if owner.min() < 0 or owner.max() >= len(image_feats):
+        raise XmrError(f"owner refers to images outside the {len(image_feats)} image_feats rows")
+    owner = owner.astype(np.int64)
+    n = len(image_feats)
+    train = _image_index(train_images, n, "train")
+    val = _image_index(val_images, n, "val")
+    if len(train) == 0:
+        raise XmrError("the train split is empty; pass the training image indices")
+    if len(val) == 0:
+        raise XmrError("the val split is empty; model selection needs validation images")
+    shared = np.intersect1d(train, val)
+    if len(shared):
+        raise XmrError(f"train and val splits share {len(shared)} images (e.g. {shared[0]})")
+    train_split = _split(owner, train, n)
+    if len(train_split.captions) < 2:
+        raise XmrError(
+            f"the train split has {len(train_split.captions)} captions; training needs >= 2"
+        )
+    val_split = _split(owner, val, n)
+    if len(val_split.captions) == 0:
+        raise XmrError("no caption belongs to a val image; validation needs captions")
+    return owner, train_split, val_split
+
+
+def _tensor(x: np.ndarray, device: torch.device, name: str) -> Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    if not bool(torch.isfinite(t).all()):
+        raise XmrError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def embed(
+    model: DualEncoder, image_feats: np.ndarray, text_feats: np.ndarray, batch_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode embeddings ``([N, D], [M, D])`` float32 of image and caption features."""
+    return model.embed_numpy(image_feats, text_feats, batch_size=batch_size)
+
+
+def _flat(prefix: str, stats: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in stats.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, Tensor) and value.numel() == 1:
+            value = value.item()
+        elif isinstance(value, np.ndarray | Tensor):
+            value = value.tolist()
+        out[f"{prefix}{key}"] = value
+    return out
+
+
+def validate(
+    model: DualEncoder,
+    image_feats: np.ndarray,
+    text_feats: np.ndarray,
+    owner: np.ndarray,
+    batch_size: int = 4096,
+) -> dict[str, Any]:
+    """Val metrics and collapse statistics of ``model``, keys prefixed ``val_``.
+
+    ``image_feats [n, Di]`` and ``text_feats [m, Dt]`` are the split's rows; ``owner [m]``
+    maps captions to rows of ``image_feats``.
+    """
+    from xmr_utils.diagnostics import collapse_stats
+    from xmr_utils.metrics import retrieval_metrics
+
+    img, txt = embed(model, image_feats, text_feats, batch_size)
+    scores = model.scores(torch.from_numpy(img), torch.from_numpy(txt))
+    metrics = retrieval_metrics(scores, owner)
+    collapse = collapse_stats(img, txt, owner, metric=model.metric)
+    return {**_flat("val_", metrics), **_flat("val_", collapse)}
+
+
+def _fingerprint(
+    image_feats: np.ndarray, text_feats: np.ndarray, train: _Split, val: _Split
+) -> str:
+    h = hashlib.sha256()
+    h.update(repr((image_feats.shape, text_feats.shape)).encode())
+    for arr in (train.images, train.captions, val.images, val.captions):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _read_history(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= upto_epoch]
+
+
+def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _make_optimizer(params: list[nn.Parameter], recipe: Recipe, device: torch.device):
+    optim = recipe.optim
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, optim.step_size, optim.gamma)
+    return optimizer, scheduler
+
+
+def train_model(
+    recipe: Recipe,
+    direction: str,
+    image_feats: np.ndarray,
+    text_feats: np.ndarray,
+    owner: np.ndarray,
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    resume: bool = True,
+) -> TrainResult:
+    """Train one model for ``direction`` and return the best-val one.
+
+    Args:
+        recipe: heads, loss, optimiser and loop settings.
+        direction: ``img2txt`` (image anchors) or ``txt2img`` (caption anchors).
+        image_feats: ``[N_img, Di]`` image features (all images; splits index into it).
+        text_feats: ``[N_cap, Dt]`` caption features.
+        owner: ``[N_cap]`` int, caption -> image index.
+        train_images / val_images: image indices of the two splits (disjoint).
+        out_dir: receives ``best.pt``, ``last.pt`` and ``history.jsonl``.
+        device: torch device for training.
+        progress: show a tqdm bar.
+        resume: continue from ``out_dir/last.pt`` when it exists (a finished run is
+            returned as is); False starts over and replaces the three files.
+
+    Raises:
+        XmrError: unknown direction, mismatched shapes, empty or overlapping splits,
+            non-finite features, or a ``last.pt`` written by a different recipe or data.
+    """
+    image_feats, text_feats = np.asarray(image_feats), np.asarray(text_feats)
+    owner, train, val = _check_inputs(
+        direction, image_feats, text_feats, owner, train_images, val_images
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    cfg = recipe.train
+    fingerprint = _fingerprint(np.asarray(image_feats), np.asarray(text_feats), train, val)
+    best_path, last_path, hist_path = (
+        out_dir / "best.pt", out_dir / "last.pt", out_dir / "history.jsonl"
+    )
+
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.seed)
+        model = DualEncoder.from_recipe(recipe, image_feats.shape[1], text_feats.shape[1]).to(dev)
+        loss_fn = build_loss(recipe.loss).to(dev)
+        params = list(model.parameters()) + list(loss_fn.parameters())
+        optimizer, scheduler = _make_optimizer(params, recipe, dev)
+        shuffle_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        miner_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 2)
+        state = {"epoch": 0, "best_rsum": -math.inf, "best_epoch": 0, "best_val": {},
+                 "bad": 0, "stopped": False}
+        history: list[dict[str, Any]] = []
+
+        if resume and last_path.exists():
+            ckpt = torch.load(last_path, map_location=dev, weights_only=True)
+            if ckpt.get("format") != RESUME_FORMAT:
+                raise XmrError(f"{last_path} is not an xmr training state; remove it")
+            if ckpt["recipe"] != recipe.to_dict() or ckpt["direction"] != direction:
+                raise XmrError(
+                    f"{last_path} was written by another recipe or direction; pass "
+                    f"resume=False or use a new out_dir"
+                )
+            if ckpt["fingerprint"] != fingerprint:
+                raise XmrError(f"{last_path} was trained on other data or splits; start over")
+            model.load_state_dict(ckpt["model"])
+            loss_fn.load_state_dict(ckpt["loss"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            shuffle_gen.set_state(ckpt["shuffle_rng"])
+            miner_gen.set_state(ckpt["miner_rng"])
+            _set_rng_state(ckpt["torch_rng"], dev)
+            state = ckpt["state"]
+            history = _read_history(hist_path, state["epoch"])
+        _write_history(hist_path, history)
+
+        if not state["stopped"] and state["epoch"] < cfg.epochs:
+            pairs = TrainPairs(
+                image_feats=_tensor(image_feats, dev, "image_feats"),
+                text_feats=_tensor(text_feats, dev, "text_feats"),
+                pair_images=torch.from_numpy(owner[train.captions]).to(dev),
+                pair_captions=torch.from_numpy(train.captions).to(dev),
+            )
+            val_img, val_txt = image_feats[val.images], text_feats[val.captions]
+            _train_loop(
+                recipe, direction, model, loss_fn, optimizer, scheduler, pairs,
+                (val_img, val_txt, val.owner), state, history,
+                shuffle_gen=shuffle_gen, miner_gen=miner_gen, device=dev,
+                files=(best_path, last_path, hist_path), fingerprint=fingerprint,
+                progress=progress,
+            )
+
+    model, _, meta = load_model(best_path, device=device)
+    return TrainResult(
+        model=model,
+        recipe=recipe,
+        direction=direction,
+        best_epoch=int(meta["epoch"]),
+        best_val=dict(meta["val"]),
+        history=history,
+        checkpoint=best_path,
+    )
+
+
+def _train_loop(
+    recipe: Recipe,
+    direction: str,
+    model: DualEncoder,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    pairs: TrainPairs,
+    val_data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    state: dict[str, Any],
+    history: list[dict[str, Any]],
+    *,
+    shuffle_gen: torch.Generator,
+    miner_gen: torch.Generator,
+    device: torch.device,
+    files: tuple[Path, Path, Path],
+    fingerprint: str,
+    progress: bool,
+) -> None:
+    """Epochs ``state["epoch"] .. epochs-1``: train, validate, checkpoint, early-stop."""
+    from tqdm.auto import tqdm
+
+    cfg = recipe.train
+    best_path, last_path, hist_path = files
+    steps = pairs.n_batches(cfg.batch_size)
+    bar = tqdm(
+        total=steps * cfg.epochs,
+        initial=steps * state["epoch"],
+        disable=not progress,
+        desc=f"{recipe.name}/{direction}",
+        unit="step",
+    )
+    try:
+        for epoch in range(state["epoch"], cfg.epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            mean_loss = run_epoch(
+                model, loss_fn, optimizer, pairs, direction, cfg.batch_size, epoch,
+                shuffle_generator=shuffle_gen, miner_generator=miner_gen,
+                grad_clip=recipe.optim.grad_clip, on_step=bar.update if progress else None,
+            )
+            scheduler.step()
+            seconds = time.perf_counter() - start
+            margin = recipe.loss.margin if recipe.loss.kind == "triplet" else 0.0
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "loss": mean_loss,
+                "loss_over_margin": mean_loss / margin if margin > 0 else None,
+                "lr": lr,
+                "seconds": seconds,
+            }
+            if hasattr(loss_fn, "temperature"):
+                row["temperature"] = loss_fn.temperature
+            state["epoch"] = epoch + 1
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                start = time.perf_counter()
+                val = validate(model, *val_data, batch_size=cfg.eval_batch_size)
+                row["val_seconds"] = time.perf_counter() - start
+                row.update(val)
+                if val["val_rsum"] > state["best_rsum"]:
+                    state.update(best_rsum=val["val_rsum"], best_epoch=epoch + 1,
+                                 best_val=val, bad=0)
+                    _atomic_save(_best_checkpoint(model, recipe, direction, epoch + 1, val),
+                                 best_path)
+                else:
+                    state["bad"] += 1
+                    if cfg.patience is not None and state["bad"] >= cfg.patience:
+                        state["stopped"] = True
+                bar.set_postfix(loss=f"{mean_loss:.4f}", rsum=f"{val['val_rsum']:.1f}")
+            history.append(row)
+            with hist_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            _atomic_save(
+                {
+                    "format": RESUME_FORMAT,
+                    "recipe": recipe.to_dict(),
+                    "direction": direction,
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "loss": loss_fn.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "shuffle_rng": shuffle_gen.get_state(),
+                    "miner_rng": miner_gen.get_state(),
+                    "torch_rng": _rng_state(device),
+                    "state": state,
+                },
+                last_path,
+            )
+            if state["stopped"]:
+                break
+    finally:
+        bar.close()
+
+
+def _best_checkpoint(
+    model: DualEncoder, recipe: Recipe, direction: str, epoch: int, val: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "recipe": recipe.to_dict(),
+        "image_dim": model.image_dim,
+        "text_dim": model.text_dim,
+        "direction": direction,
+        "epoch": epoch,
+        "val": val,
+    }
+
+
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[DualEncoder, Recipe, dict[str, Any]]:
+    """Load a ``best.pt``: the model (eval mode), its recipe, and meta (direction, epoch,
+    val metrics, input dims)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise XmrError(f"no checkpoint at {checkpoint}; train the model first")
+    try:
+        ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise XmrError(f"{checkpoint} is not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise XmrError(f"{checkpoint} is not an xmr model checkpoint ({CHECKPOINT_FORMAT})")
+    recipe = Recipe.from_dict(ckpt["recipe"])
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten; keep RNG as is
+        model = DualEncoder.from_recipe(recipe, ckpt["image_dim"], ckpt["text_dim"])
+    model = model.to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    meta = {k: ckpt[k] for k in ("direction", "epoch", "val", "image_dim", "text_dim")}
+    return model, recipe, meta
