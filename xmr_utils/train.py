@@ -309,12 +309,26 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _make_optimizer(params: list[nn.Parameter], recipe: Recipe, device: torch.device):
+def build_training(
+    recipe: Recipe, image_dim: int, text_dim: int, device: str | torch.device = "cpu"
+) -> tuple[DualEncoder, nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
+    """The model, loss, Adam optimiser (over model and loss parameters, e.g. a learnable
+    temperature) and StepLR schedule that ``recipe`` describes, on ``device``.
+
+    Weights are drawn from the global torch RNG (seed it, or use ``fork_rng``, first).
+    Adam is the fused implementation on CPU and CUDA.
+    """
+    dev = torch.device(device)
+    model = DualEncoder.from_recipe(recipe, image_dim, text_dim).to(dev)
+    loss_fn = build_loss(recipe.loss).to(dev)
+    params = list(model.parameters()) + list(loss_fn.parameters())
     optim = recipe.optim
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
+    optimizer = torch.optim.Adam(
+        params, lr=optim.lr, weight_decay=optim.weight_decay,
+        fused=dev.type in ("cpu", "cuda"),
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, optim.step_size, optim.gamma)
-    return optimizer, scheduler
+    return model, loss_fn, optimizer, scheduler
 
 
 def train_model(
@@ -366,10 +380,9 @@ def train_model(
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
-        model = DualEncoder.from_recipe(recipe, image_feats.shape[1], text_feats.shape[1]).to(dev)
-        loss_fn = build_loss(recipe.loss).to(dev)
-        params = list(model.parameters()) + list(loss_fn.parameters())
-        optimizer, scheduler = _make_optimizer(params, recipe, dev)
+        model, loss_fn, optimizer, scheduler = build_training(
+            recipe, image_feats.shape[1], text_feats.shape[1], dev
+        )
         shuffle_gen = torch.Generator().manual_seed(cfg.seed + 1)
         miner_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 2)
         state = {"epoch": 0, "best_rsum": -math.inf, "best_epoch": 0, "best_val": {},

@@ -1,0 +1,224 @@
+"""Speed of one training epoch on Flickr30k-shaped features (target: <= 15 s on 2 CPU cores).
+
+Random features shaped like Flickr30k's training split (29,000 images x 4096-d, 145,000
+captions x 768-d, 5 captions per image); the default recipe (``vsepp``) for img2txt.
+Rows, all measured in this one process:
+
+* our epoch: :func:`xmr_utils.train.run_epoch` — batches cut from in-memory tensors with
+  one permutation (the loop :func:`~xmr_utils.train.train_model` runs);
+* the seed-style loop: a per-item ``Dataset`` and ``DataLoader(batch_size, shuffle=True)``
+  with default collation feeding the same model, loss and optimiser — timed over a fixed
+  number of steps and scaled to an epoch;
+* the same steps with both heads wrapped in ``torch.compile`` (compile time reported);
+* the seed recipe's own heads (4096-d, batch 1024), scaled from a few steps.
+
+    python -m benchmarks.bench_train [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from benchmarks.common import Row, machine_line, markdown_table
+
+SECTION = "train"
+EPOCH_TARGET_S = 15.0
+FLICKR30K_TRAIN_IMAGES = 29_000
+CAPTIONS_PER_IMAGE = 5
+IMAGE_DIM = 4096
+TEXT_DIM = 768
+
+
+def make_features(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image feats ``[n, 4096]``, caption feats ``[5n, 768]`` (float32), owner ``[5n]``."""
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((n_images, IMAGE_DIM), dtype=np.float32)
+    text = rng.standard_normal((n_images * CAPTIONS_PER_IMAGE, TEXT_DIM), dtype=np.float32)
+    owner = np.repeat(np.arange(n_images), CAPTIONS_PER_IMAGE)
+    return image, text, owner
+
+
+class PerItemPairs(torch.utils.data.Dataset):
+    """The seed's style of input pipeline: one (image, caption, image id) per ``__getitem__``."""
+
+    def __init__(self, image: np.ndarray, text: np.ndarray, owner: np.ndarray) -> None:
+        self.image, self.text, self.owner = image, text, owner
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i = int(self.owner[k])
+        return torch.from_numpy(self.image[i]), torch.from_numpy(self.text[k]), i
+
+
+def _parts(recipe_name: str, seed: int = 0):
+    from xmr_utils.config import RECIPES
+    from xmr_utils.train import build_training
+
+    torch.manual_seed(seed)
+    return build_training(RECIPES[recipe_name], IMAGE_DIM, TEXT_DIM)
+
+
+def _step_fn(
+    model, loss_fn, optimizer, grad_clip: float | None, generator: torch.Generator | None = None
+) -> Callable[..., None]:
+    """One img2txt training step (after the warm-up epoch) on a batch."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    def step(image_x: torch.Tensor, text_x: torch.Tensor, ids: torch.Tensor) -> None:
+        loss = loss_fn(model.encode_images(image_x), model.encode_texts(text_x), ids, epoch=1,
+                       generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+        optimizer.step()
+
+    return step
+
+
+def time_our_epoch(image: np.ndarray, text: np.ndarray, owner: np.ndarray) -> tuple[float, int]:
+    """Seconds of one full :func:`run_epoch` with the default recipe, and its step count."""
+    from xmr_utils.config import DEFAULT_RECIPE, RECIPES
+    from xmr_utils.train import TrainPairs, run_epoch
+
+    recipe = RECIPES[DEFAULT_RECIPE]
+    model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
+    pairs = TrainPairs(torch.from_numpy(image), torch.from_numpy(text),
+                       torch.from_numpy(owner), torch.arange(len(owner)))
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    run_epoch(model, loss_fn, optimizer, pairs, "img2txt", recipe.train.batch_size, 1,
+              shuffle_generator=gen, grad_clip=recipe.optim.grad_clip)
+    return time.perf_counter() - start, pairs.n_batches(recipe.train.batch_size)
+
+
+def time_steps(batches, step: Callable[..., None], n_steps: int, warmup: int = 3) -> float:
+    """Seconds per step over ``n_steps`` after ``warmup`` untimed steps."""
+    it = iter(batches)
+    for _ in range(warmup):
+        step(*next(it))
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        step(*next(it))
+    return (time.perf_counter() - start) / n_steps
+
+
+def tensor_batches(image, text, owner, batch_size: int):
+    """Our batching (permutation + tensor indexing), endlessly."""
+    image_t, text_t = torch.from_numpy(image), torch.from_numpy(text)
+    owner_t = torch.from_numpy(owner)
+    gen = torch.Generator().manual_seed(0)
+    while True:
+        perm = torch.randperm(len(owner), generator=gen)
+        for b in range(len(owner) // batch_size):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            ids = owner_t[idx]
+            yield image_t[ids], text_t[idx], ids
+
+
+def dataloader_batches(image, text, owner, batch_size: int):
+    """The seed-style per-item Dataset + DataLoader, endlessly."""
+    loader = torch.utils.data.DataLoader(
+        PerItemPairs(image, text, owner), batch_size=batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    while True:
+        yield from loader
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Measure and return the rows (``quick``: a tenth of the images, fewer steps)."""
+    from xmr_utils.config import DEFAULT_RECIPE, RECIPES
+
+    n_images = FLICKR30K_TRAIN_IMAGES // 10 if quick else FLICKR30K_TRAIN_IMAGES
+    n_steps = 40 if quick else 150
+    recipe = RECIPES[DEFAULT_RECIPE]
+    bs = recipe.train.batch_size
+    image, text, owner = make_features(n_images)
+    load = os.getloadavg()[0]
+    rows: list[Row] = []
+
+    ours_s, steps = time_our_epoch(image, text, owner)
+    target = f"≤ {EPOCH_TARGET_S:.0f} s" if not quick else "— (quick)"
+    met = ("yes" if ours_s <= EPOCH_TARGET_S else "no") if not quick else "—"
+
+    model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
+    step = _step_fn(model, loss_fn, optimizer, recipe.optim.grad_clip)
+    tensor_step_s = time_steps(tensor_batches(image, text, owner, bs), step, n_steps)
+    loader_step_s = time_steps(dataloader_batches(image, text, owner, bs), step, n_steps)
+    loader_epoch_s = loader_step_s * steps
+    rows.append(Row(
+        SECTION,
+        f"one epoch, {len(owner):,} pairs × batch {bs} = {steps} steps, {DEFAULT_RECIPE} heads "
+        f"(img {IMAGE_DIM}→{recipe.image_head.hidden}→{recipe.image_head.out_dim}), img2txt; "
+        f"baseline: per-item Dataset+DataLoader, {n_steps} steps scaled to the epoch "
+        f"(load avg {load:.1f})",
+        f"{ours_s:.2f} s",
+        f"{loader_epoch_s:.2f} s",
+        f"{loader_epoch_s / ours_s:.2f}×",
+        target,
+        met,
+    ))
+    rows.append(Row(
+        SECTION,
+        f"per step, same run: tensor batches vs. DataLoader ({n_steps} steps each)",
+        f"{tensor_step_s * 1e3:.1f} ms",
+        f"{loader_step_s * 1e3:.1f} ms",
+        f"{loader_step_s / tensor_step_s:.2f}×",
+    ))
+
+    c_model, c_loss, c_opt, _ = _parts(DEFAULT_RECIPE)
+    c_model.image_head = torch.compile(c_model.image_head)
+    c_model.text_head = torch.compile(c_model.text_head)
+    c_step = _step_fn(c_model, c_loss, c_opt, recipe.optim.grad_clip)
+    batches = tensor_batches(image, text, owner, bs)
+    start = time.perf_counter()
+    c_step(*next(batches))
+    compile_s = time.perf_counter() - start
+    compiled_step_s = time_steps(batches, c_step, n_steps)
+    verdict = "keep" if compiled_step_s < 0.9 * tensor_step_s else "drop"
+    rows.append(Row(
+        SECTION,
+        f"torch.compile on both heads, per step ({n_steps} steps; first step incl. compile "
+        f"{compile_s:.1f} s) vs. eager — recommendation: {verdict}",
+        f"{compiled_step_s * 1e3:.1f} ms",
+        f"{tensor_step_s * 1e3:.1f} ms eager",
+        f"{tensor_step_s / compiled_step_s:.2f}×",
+    ))
+
+    seed = RECIPES["seed"]
+    s_model, s_loss, s_opt, _ = _parts("seed")
+    seed_step = _step_fn(s_model, s_loss, s_opt, seed.optim.grad_clip,
+                         torch.Generator().manual_seed(0))
+    seed_steps = 3 if quick else 6
+    seed_step_s = time_steps(tensor_batches(image, text, owner, seed.train.batch_size),
+                             seed_step, seed_steps, warmup=1)
+    seed_epoch_steps = len(owner) // seed.train.batch_size
+    rows.append(Row(
+        SECTION,
+        f"seed recipe epoch (4096-d heads, batch {seed.train.batch_size}, {seed_epoch_steps} "
+        f"steps), scaled from {seed_steps} steps",
+        f"{seed_step_s * seed_epoch_steps:.1f} s",
+    ))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the data, fewer steps")
+    args = parser.parse_args()
+    rows = run(quick=args.quick)
+    print(machine_line())
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()
