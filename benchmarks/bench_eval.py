@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -134,6 +135,7 @@ def _child(n_img: int, chunk_size: int | None) -> None:
 def bench_scale(quick: bool) -> list[Row]:
     n_img = 3000 if quick else 31783
     code = f"from benchmarks.bench_eval import _child; _child({n_img}, None)"
+    load_before = os.getloadavg()[0]
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
@@ -144,7 +146,8 @@ def bench_scale(quick: bool) -> list[Row]:
         Row(
             SECTION,
             f"evaluate_embeddings {n_img:,} x {PER_IMAGE * n_img:,} x {DIM}-d float32 "
-            f"(1 run; embeddings alone {emb_mb:,.0f} MB)",
+            f"(1 run; embeddings alone {emb_mb:,.0f} MB; load average before "
+            f"{load_before:.1f} on {os.cpu_count()} CPUs)",
             f"{res['seconds']:.1f} s, peak RSS {res['peak_mb']:,.0f} MB",
             target="≤ 120 s, ≤ 4 GB",
             met="yes" if met else "no",

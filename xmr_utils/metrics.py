@@ -38,7 +38,7 @@ import torch
 
 from xmr_utils import retrieval
 from xmr_utils.errors import XmrError
-from xmr_utils.retrieval import count_true
+from xmr_utils.retrieval import Scratch, count_cmp, count_true
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 #: Most near-tie (band) entries kept before t2i falls back to a second exact pass.
@@ -124,8 +124,11 @@ def _caption_table(owner: torch.Tensor, n_img: int) -> tuple[torch.Tensor, torch
 class _Ranker:
     """Accumulates :class:`RetrievalRanks` from row blocks ``[B, N_cap]`` of the score matrix."""
 
-    def __init__(self, owner: torch.Tensor, n_img: int, kmax: int) -> None:
+    def __init__(
+        self, owner: torch.Tensor, n_img: int, kmax: int, scratch: Scratch | None
+    ) -> None:
         self.owner, self.n_img, self.n_cap, self.kmax = owner, n_img, owner.shape[0], kmax
+        self.scratch = scratch
         self.table, self.counts = _caption_table(owner, n_img)
         self.best = torch.zeros(n_img, dtype=torch.int64)
         self.topk = torch.full((n_img, kmax), -1, dtype=torch.int64)
@@ -146,13 +149,13 @@ class _Ranker:
         ps = block.gather(1, pos.clamp(max=self.n_cap - 1)).masked_fill(~valid, -torch.inf)
         best = ps.max(dim=1, keepdim=True).values
         bidx = torch.where((ps == best) & valid, pos, self.n_cap).min(dim=1, keepdim=True).values
-        rank = 1 + count_true(block > best, 1)
-        eq = block == best
-        tied = torch.nonzero(count_true(eq, 1) > 1).squeeze(1)
+        rank = 1 + count_cmp(torch.gt, block, best, 1, self.scratch)
+        tied = torch.nonzero(count_cmp(torch.eq, block, best, 1, self.scratch) > 1).squeeze(1)
         if tied.numel():
-            rank[tied] += count_true(eq[tied] & (self.cols[None, :] < bidx[tied]), 1)
+            eq = block[tied] == best[tied]
+            rank[tied] += count_true(eq & (self.cols[None, :] < bidx[tied]), 1)
         self.best[i0 : i0 + b] = torch.where(valid.any(dim=1), rank, 0)
-        _, idx = retrieval.stable_topk_block(block, self.kmax)
+        _, idx = retrieval.stable_topk_block(block, self.kmax, self.scratch)
         self.topk[i0 : i0 + b, : idx.shape[1]] = idx
 
     def t2i_exact(
@@ -169,7 +172,7 @@ class _Ranker:
         if pending is None:  # rows i < owner count when score >= target
             pending = torch.nextafter(target, torch.tensor(-torch.inf, dtype=target.dtype))
         thr = torch.where(self.owner >= i1, pending, target)
-        self.t2i_count += count_true(block > thr[None, :], 0)
+        self.t2i_count += count_cmp(torch.gt, block, thr[None, :], 0, self.scratch)
         cols = self.owned_captions(i0, i1)
         sub = block[:, cols]
         rows = torch.arange(i0, i1)[:, None]
@@ -191,8 +194,7 @@ class _Ranker:
         )
 
 
-def _row_blocks(scores: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-    step = retrieval.rows_per_block(scores.shape[1], None)
+def _row_blocks(scores: torch.Tensor, step: int) -> Iterator[tuple[int, torch.Tensor]]:
     for i0 in range(0, scores.shape[0], step):
         yield i0, scores[i0 : i0 + step]
 
@@ -201,9 +203,11 @@ def ranks_from_scores(scores: Any, owner: Any, kmax: int = max(DEFAULT_KS)) -> R
     """Per-query ranks from a score matrix ``[N_img, N_cap]`` and ``owner`` ``[N_cap]``."""
     s = _as_scores(scores)
     o = _as_owner(owner, s.shape[0], s.shape[1])
-    ranker = _Ranker(o, s.shape[0], int(kmax))
+    rows = retrieval.rows_per_block(s.shape[1], None)
+    scratch = Scratch(min(rows, s.shape[0]), s.shape[1], s.dtype, with_scores=False)
+    ranker = _Ranker(o, s.shape[0], int(kmax), scratch)
     target = s[o, torch.arange(s.shape[1])]
-    for i0, block in _row_blocks(s):
+    for i0, block in _row_blocks(s, rows):
         ranker.i2t(i0, block)
         ranker.t2i_exact(i0, block, target, None)
     return ranker.result()
@@ -234,25 +238,29 @@ def t2i_image_ranks(scores: Any, owner: Any) -> np.ndarray:
 def _pair_targets(
     img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor, metric: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """float64 ``(approx [N_cap], error_bound [N_cap])`` of the true-pair scores."""
+    """float64 ``(estimate [N_cap], bound [N_cap])`` of the true-pair scores.
+
+    The estimate is computed in the embeddings' dtype; both it and the score block are
+    length-D sums, each off by at most ``D * eps * scale`` (any summation order), so
+    ``2 (D + 4) eps scale`` bounds their difference (checked afterwards anyway).
+    """
     n_cap, dim = txt.shape
     approx = torch.empty(n_cap, dtype=torch.float64)
     scale = torch.empty(n_cap, dtype=torch.float64)
     step = max(1, retrieval.BLOCK_ELEMENTS // (4 * dim))
     for c0 in range(0, n_cap, step):
-        a = img[owner[c0 : c0 + step]].to(torch.float64)
-        b = txt[c0 : c0 + step].to(torch.float64)
+        a, b = img[owner[c0 : c0 + step]], txt[c0 : c0 + step]
         ab = a * b
         if metric == "dot":
             approx[c0 : c0 + step] = ab.sum(dim=1)
-            scale[c0 : c0 + step] = ab.abs().sum(dim=1)
+            scale[c0 : c0 + step] = ab.abs_().sum(dim=1)
         else:
-            na, nb = (a * a).sum(dim=1), (b * b).sum(dim=1)
-            approx[c0 : c0 + step] = 2 * ab.sum(dim=1) - na - nb
-            scale[c0 : c0 + step] = 2 * ab.abs().sum(dim=1) + na + nb
-    # worst-case rounding of a length-D float sum (any order) is below D*eps*sum|terms|
-    eps = (dim + 4) * torch.finfo(img.dtype).eps * scale + torch.finfo(img.dtype).tiny
-    return approx, eps
+            na, nb = retrieval.sq_norms(a).double(), retrieval.sq_norms(b).double()
+            dot = ab.sum(dim=1).double()
+            approx[c0 : c0 + step] = 2 * dot - na - nb
+            scale[c0 : c0 + step] = 2 * ab.abs_().sum(dim=1).double() + na + nb
+    finfo = torch.finfo(img.dtype)
+    return approx, 2 * (dim + 4) * finfo.eps * scale + finfo.tiny
 
 
 def ranks_from_embeddings(
@@ -289,10 +297,11 @@ def ranks_from_embeddings(
     else:
         approx, eps = _pair_targets(img, txt, o, similarity)
         lo, hi = (approx - eps).to(dtype), (approx + eps).to(dtype)
-    ranker = _Ranker(o, img.shape[0], int(kmax))
+    scratch = Scratch(min(rows, img.shape[0]), txt.shape[0], dtype, with_scores=True)
+    ranker = _Ranker(o, img.shape[0], int(kmax), scratch)
     band: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     n_band, fallback, last_owner = 0, False, int(o.max())
-    for i0, block in retrieval.checked_score_blocks(img, txt, similarity, rows):
+    for i0, block in retrieval.checked_score_blocks(img, txt, similarity, rows, scratch):
         i1 = i0 + block.shape[0]
         ranker.i2t(i0, block)
         ranker.record_targets(i0, block)
@@ -301,7 +310,9 @@ def ranks_from_embeddings(
         if fallback or last_owner < i1:
             continue
         lo_pending = torch.where(o >= i1, lo, torch.inf)
-        r, c = torch.nonzero((block >= lo_pending) & (block <= hi), as_tuple=True)
+        in_band = torch.ge(block, lo_pending, out=scratch.mask_a[: block.shape[0]])
+        in_band &= torch.le(block, hi, out=scratch.mask_b[: block.shape[0]])
+        r, c = torch.nonzero(in_band, as_tuple=True)
         n_band += r.numel()
         fallback = n_band > MAX_BAND_ENTRIES
         if fallback:
@@ -314,7 +325,7 @@ def ranks_from_embeddings(
     if fallback:
         ranker.t2i_count.zero_()
         exact = t.to(dtype)
-        for i0, block in retrieval.checked_score_blocks(img, txt, similarity, rows):
+        for i0, block in retrieval.checked_score_blocks(img, txt, similarity, rows, scratch):
             ranker.t2i_exact(i0, block, exact, None)
     elif band:
         r, c, v = (torch.cat(x) for x in zip(*band, strict=True))

@@ -86,15 +86,54 @@ def count_true(mask: torch.Tensor, dim: int) -> torch.Tensor:
     return mask.sum(dim=dim)
 
 
+class Scratch:
+    """Reusable per-block buffers, so the per-block temporaries of a long pass cost no page
+    faults (allocating a fresh 256 MB tensor per block was slower than the comparisons).
+
+    ``scores`` ``[rows, cols]`` (``dtype``, only when ``with_scores``) receives score blocks;
+    ``counts`` float32 ``[rows, cols]`` receives 0/1 comparison results; ``mask_a`` /
+    ``mask_b`` bool ``[rows, cols]``.
+    """
+
+    def __init__(self, rows: int, cols: int, dtype: torch.dtype, with_scores: bool) -> None:
+        self.rows, self.cols = rows, cols
+        self.scores = torch.empty(rows, cols, dtype=dtype) if with_scores else None
+        self.counts = torch.empty(rows, cols, dtype=torch.float32)
+        self.mask_a = torch.empty(rows, cols, dtype=torch.bool)
+        self.mask_b = torch.empty(rows, cols, dtype=torch.bool)
+
+    def fits(self, block: torch.Tensor) -> bool:
+        return block.shape[0] <= self.rows and block.shape[1] == self.cols
+
+
+def count_cmp(
+    op: Any, block: torch.Tensor, other: torch.Tensor, dim: int, scratch: Scratch | None
+) -> torch.Tensor:
+    """int64 count along ``dim`` of ``op(block, other)`` (``op``: ``torch.gt``, ``eq``, ...).
+
+    With a fitting ``scratch`` the comparison is written as 0/1 float32 into its buffer
+    (one pass, no allocation) and summed -- exact while ``block.shape[dim] < 2**24``.
+    """
+    if scratch is None or not scratch.fits(block) or block.shape[dim] >= 2**24:
+        return count_true(op(block, other), dim)
+    out = scratch.counts[: block.shape[0]]
+    op(block, other, out=out)
+    return out.sum(dim=dim).to(torch.int64)
+
+
 def sq_norms(x: torch.Tensor) -> torch.Tensor:
     """Squared L2 norms ``[N]`` of the rows of ``x`` ``[N, D]``."""
     return (x * x).sum(dim=1)
 
 
 def _block(
-    q: torch.Tensor, items: torch.Tensor, metric: str, item_sq: torch.Tensor | None
+    q: torch.Tensor,
+    items: torch.Tensor,
+    metric: str,
+    item_sq: torch.Tensor | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    s = q @ items.T
+    s = torch.matmul(q, items.T, out=out) if out is not None else q @ items.T
     if metric == "neg_sqeuclidean":
         assert item_sq is not None
         s = s.mul_(2.0).sub_(sq_norms(q)[:, None]).sub_(item_sq[None, :])
@@ -135,18 +174,25 @@ def iter_score_blocks(
 
 
 def checked_score_blocks(
-    q: torch.Tensor, items: torch.Tensor, metric: str, rows: int
+    q: torch.Tensor, items: torch.Tensor, metric: str, rows: int, scratch: Scratch | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """:func:`iter_score_blocks` for inputs already checked by :func:`as_embeddings`.
 
     ``q`` ``[N, D]`` and ``items`` ``[M, D]`` share dtype; ``rows`` query rows per block.
+    With ``scratch`` (made ``with_scores``) every block is written into ``scratch.scores``:
+    a block is only valid until the next one is produced.
     """
     item_sq = sq_norms(items) if metric == "neg_sqeuclidean" else None
+    buf = scratch.scores if scratch is not None else None
     for start in range(0, q.shape[0], rows):
-        yield start, _block(q[start : start + rows], items, metric, item_sq)
+        chunk = q[start : start + rows]
+        out = buf[: chunk.shape[0]] if buf is not None else None
+        yield start, _block(chunk, items, metric, item_sq, out)
 
 
-def stable_topk_block(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stable_topk_block(
+    block: torch.Tensor, k: int, scratch: Scratch | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` of each row of ``block`` ``[B, M]`` under the tie rule (lower index first).
 
     Returns ``(values [B, k'], indices [B, k'])`` with ``k' = min(k, M)``, sorted by
@@ -159,7 +205,7 @@ def stable_topk_block(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     thr = vals[:, -1:]
     # torch.topk's choice among values equal to the k-th one is arbitrary: where more than k
     # scores reach the k-th value, rebuild the set as (all > thr) + (lowest-index == thr).
-    ambiguous = torch.nonzero(count_true(block >= thr, 1) > k).squeeze(1)
+    ambiguous = torch.nonzero(count_cmp(torch.ge, block, thr, 1, scratch) > k).squeeze(1)
     if ambiguous.numel():
         sub, t = block[ambiguous], thr[ambiguous]
         eq = sub == t
@@ -227,8 +273,10 @@ def topk(
             raise XmrError("backend='faiss' needs faiss-cpu: pip install -e .[faiss]")
         return _faiss_topk(q, it, min(int(k), it.shape[0]), metric)
     out_v, out_i = [], []
-    for _, block in checked_score_blocks(q, it, metric, rows_per_block(it.shape[0], chunk_size)):
-        v, i = stable_topk_block(block, k)
+    rows = rows_per_block(it.shape[0], chunk_size)
+    scratch = Scratch(min(rows, max(1, q.shape[0])), it.shape[0], it.dtype, with_scores=True)
+    for _, block in checked_score_blocks(q, it, metric, rows, scratch):
+        v, i = stable_topk_block(block, k, scratch)
         out_v.append(v)
         out_i.append(i)
     kk = min(int(k), it.shape[0])
