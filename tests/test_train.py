@@ -209,6 +209,7 @@ def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> N
         ({"text_feats": np.zeros((200,))}, "text_feats must be a non-empty 2-D array"),
         ({"train_images": np.array([], dtype=np.int64)}, "the train split is empty"),
         ({"val_images": np.array([], dtype=np.int64)}, "the val split is empty"),
+        ({"val_images": np.array([39])}, "validation needs at least 2 of each"),
         ({"val_images": np.array([0, 1])}, "train and val splits share"),
         ({"train_images": np.array([0, 0, 1])}, "lists an image more than once"),
         ({"train_images": np.array([45])}, "outside 0..39"),
@@ -216,7 +217,7 @@ def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> N
 )
 def test_bad_input_raises_xmr_error(change: dict, needle: str, tmp_path: Path) -> None:
     args = {"direction": "img2txt", **synthetic()}
-    if "val_images" in change and len(change["val_images"]) == 2:
+    if "val_images" in change:  # a fixed train split, images 0..29
         args["train_images"] = np.arange(0, 30)
     args.update(change)
     with pytest.raises(XmrError) as info:

@@ -215,8 +215,11 @@ def _check_inputs(
             f"the train split has {len(train_split.captions)} captions; training needs >= 2"
         )
     val_split = _split(owner, val, n)
-    if len(val_split.captions) == 0:
-        raise XmrError("no caption belongs to a val image; validation needs captions")
+    if len(val) < 2 or len(val_split.captions) < 2:
+        raise XmrError(
+            f"the val split has {len(val)} images and {len(val_split.captions)} captions; "
+            f"validation needs at least 2 of each"
+        )
     return owner, train_split, val_split
 
 
@@ -377,6 +380,9 @@ def train_model(
         out_dir / "best.pt", out_dir / "last.pt", out_dir / "history.jsonl"
     )
 
+    if not resume:  # start over: no stale state from an earlier run may survive a crash
+        for path in (best_path, last_path, hist_path):
+            path.unlink(missing_ok=True)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
