@@ -71,10 +71,13 @@ def assert_same_history(a: list[dict], b: list[dict]) -> None:
                 assert ra[k] == rb[k], k
 
 
-@pytest.mark.parametrize("name", ["vsepp", "semihard", "infonce", "seed"])
+@pytest.mark.parametrize("name", ["vsepp", "semihard", "infonce", "seed", "vsepp-bf16"])
 def test_same_seed_same_metrics(name: str, tmp_path: Path) -> None:
     data = synthetic()
-    overrides = {"train.epochs": 2}
+    overrides: dict[str, object] = {"train.epochs": 2}
+    if name == "vsepp-bf16":
+        name = "vsepp"
+        overrides["train.precision"] = "bf16"
     if name == "seed":  # the seed's 4096-d heads, shrunk so the test stays fast
         overrides.update({"image_head.hidden": [32], "image_head.out_dim": 16,
                           "text_head.hidden": [32, 32], "text_head.out_dim": 16,
@@ -239,7 +242,8 @@ def test_non_finite_features_and_missing_checkpoint(tmp_path: Path) -> None:
         load_model(tmp_path / "junk.pt")
 
 
-def test_sanity_vsepp_learns_synthetic_retrieval(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sanity_vsepp_learns_synthetic_retrieval(precision: str, tmp_path: Path) -> None:
     """200 images x 5 noisy linear captions: vsepp reaches high val R@1 in a few epochs.
 
     Chance on this val split (50 images, 250 captions) is rsum ~ 64; R@1 ~ 2% (i2t) and
@@ -249,6 +253,7 @@ def test_sanity_vsepp_learns_synthetic_retrieval(tmp_path: Path) -> None:
     recipe = recipe_with(RECIPES["vsepp"], **{
         "image_head.hidden": [128], "image_head.out_dim": 64, "text_head.hidden": [128],
         "text_head.out_dim": 64, "train.batch_size": 64, "optim.lr": 1e-3, "train.epochs": 5,
+        "train.precision": precision,
     })
     for direction in ("img2txt", "txt2img"):
         result = train_model(recipe, direction, **data, out_dir=tmp_path / direction,

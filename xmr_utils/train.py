@@ -110,20 +110,27 @@ def run_epoch(
     shuffle_generator: torch.Generator,
     miner_generator: torch.Generator | None = None,
     grad_clip: float | None = None,
+    precision: str = "fp32",
     on_step: Any = None,
 ) -> float:
     """Train ``model`` for one epoch (0-based ``epoch``, used by the miner's warm-up).
 
-    Returns the mean batch loss. ``on_step`` (optional) is called after every step.
+    Returns the mean batch loss. ``precision="bf16"`` runs the heads under bfloat16
+    autocast (embeddings are cast back to float32 before the loss). ``on_step``
+    (optional) is called after every step.
     """
+    device_type = pairs.pair_images.device.type
+    autocast = precision == "bf16"
     model.train()
     loss_fn.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total = torch.zeros((), dtype=torch.float64, device=pairs.pair_images.device)
     steps = 0
     for image_x, text_x, image_ids in pairs.batches(batch_size, shuffle_generator):
-        img = model.encode_images(image_x)
-        txt = model.encode_texts(text_x)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            img = model.encode_images(image_x)
+            txt = model.encode_texts(text_x)
+        img, txt = img.float(), txt.float()
         anchors, candidates = (img, txt) if direction == "img2txt" else (txt, img)
         loss = loss_fn(anchors, candidates, image_ids, epoch=epoch, generator=miner_generator)
         optimizer.zero_grad(set_to_none=True)
@@ -484,7 +491,8 @@ def _train_loop(
             mean_loss = run_epoch(
                 model, loss_fn, optimizer, pairs, direction, cfg.batch_size, epoch,
                 shuffle_generator=shuffle_gen, miner_generator=miner_gen,
-                grad_clip=recipe.optim.grad_clip, on_step=bar.update if progress else None,
+                grad_clip=recipe.optim.grad_clip, precision=cfg.precision,
+                on_step=bar.update if progress else None,
             )
             scheduler.step()
             seconds = time.perf_counter() - start
