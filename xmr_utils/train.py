@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,7 @@ def run_epoch(
     miner_generator: torch.Generator | None = None,
     grad_clip: float | None = None,
     precision: str = "fp32",
-    on_step: Any = None,
+    on_step: Callable[[], object] | None = None,
 ) -> float:
     """Train ``model`` for one epoch (0-based ``epoch``, used by the miner's warm-up).
 
