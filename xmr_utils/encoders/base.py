@@ -18,9 +18,19 @@ import numpy as np
 from xmr_utils.errors import XmrError
 
 
-def default_num_workers() -> int:
-    """Image-decoding worker processes used when the caller gives none: ``min(2, cpu count)``."""
-    return min(2, os.cpu_count() or 1)
+def default_num_workers(device: str = "cpu") -> int:
+    """Image-decoding worker processes used when the caller gives none.
+
+    On a GPU the workers keep it fed: ``min(4, cpu count - 1)``. On a CPU they compete with
+    torch's compute threads for the same cores, and decoding (~5 ms per Flickr JPEG) is small
+    next to the forward pass, so: 0 with 2 cores or fewer (measured in
+    ``benchmarks/bench_extract.py``: 2 workers beside 2 torch threads on 2 cores halve the
+    throughput), else ``min(2, cpu count // 4)``.
+    """
+    cores = os.cpu_count() or 1
+    if device.startswith("cuda"):
+        return max(0, min(4, cores - 1))
+    return 0 if cores <= 2 else min(2, cores // 4)
 
 
 def resolve_device(device: str) -> str:

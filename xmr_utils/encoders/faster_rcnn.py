@@ -174,7 +174,7 @@ class FasterRcnnRegions:
         with torch.inference_mode():
             for images in iterate_decoded(paths, self.pipeline, batch_size=min(batch_size, 4),
                                           num_workers=num_workers, progress=progress,
-                                          desc=self.spec):
+                                          desc=self.spec, device=dev):
                 tensors = [torch.from_numpy(im).to(dev).permute(2, 0, 1).float().div_(255.0)
                            for im in images]
                 batch, _ = model.transform(tensors)

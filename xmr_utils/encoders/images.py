@@ -107,32 +107,43 @@ def iterate_decoded(
     num_workers: int | None,
     progress: bool,
     desc: str,
-    pin_memory: bool = False,
+    device: str = "cpu",
 ) -> Iterator[list[np.ndarray]]:
     """Yield the decoded images of ``paths`` in order, ``batch_size`` at a time.
 
-    Raises XmrError naming the first file that cannot be decoded.
+    With worker processes on a CPU device, torch's compute threads are capped at
+    ``cpu count - workers`` while iterating (and restored after), so decoding and compute
+    do not fight over the same cores. Raises XmrError naming the first undecodable file.
     """
+    import os
+
     import torch
     from tqdm.auto import tqdm
 
-    workers = default_num_workers() if num_workers is None else int(num_workers)
+    workers = default_num_workers(device) if num_workers is None else int(num_workers)
     if workers < 0:
         raise XmrError(f"num_workers={workers} is negative; pass 0 (decode here) or more")
     if len(paths) <= batch_size:
         workers = 0  # starting processes costs more than decoding one batch
     loader = torch.utils.data.DataLoader(
         ImageFiles(paths, pipeline), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=keep_list, pin_memory=pin_memory,
+        num_workers=workers, collate_fn=keep_list, pin_memory=device.startswith("cuda"),
     )
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        for batch in loader:
-            for i, pixels, error in batch:
-                if pixels is None:
-                    raise XmrError(f"cannot decode image {paths[i]} ({error}); replace the file "
-                                   "or remove it from the dataset")
-            yield [pixels for _, pixels, _ in batch]  # type: ignore[misc]
-            bar.update(len(batch))
+    threads = torch.get_num_threads()
+    if workers and not device.startswith("cuda"):
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
+    try:
+        with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress,
+                  leave=False) as bar:
+            for batch in loader:
+                for i, pixels, error in batch:
+                    if pixels is None:
+                        raise XmrError(f"cannot decode image {paths[i]} ({error}); replace "
+                                       "the file or remove it from the dataset")
+                yield [pixels for _, pixels, _ in batch]  # type: ignore[misc]
+                bar.update(len(batch))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def to_input(
@@ -168,7 +179,7 @@ def run_pooled(
     with torch.inference_mode():
         for images in iterate_decoded(paths, pipeline, batch_size=batch_size,
                                       num_workers=num_workers, progress=progress, desc=desc,
-                                      pin_memory=device.startswith("cuda")):
+                                      device=device):
             feats = forward(to_input(images, pipeline, device))
             out[start:start + len(images)] = feats.float().cpu().numpy()
             start += len(images)
