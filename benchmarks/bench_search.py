@@ -10,6 +10,7 @@ with its recall@10 against the exact top-10). Without faiss the faiss rows say s
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -71,8 +72,9 @@ def run(quick: bool = False) -> list[Row]:
     size = f"{n_q:,} queries x {n_items:,} items x {DIM}-d"
     t = time_repeats(lambda: topk(q, items, K, backend="torch"), repeats=3, warmup=0)
     _, exact = topk(q, items, K, backend="torch")
-    rows = [Row(SECTION, f"exact torch top-{K} (stable ties), {size}; "
-                f"peak RSS {peak_rss_mb():,.0f} MB", t.cell())]
+    rows = [Row(SECTION, f"exact torch top-{K} (stable ties), {size}; peak RSS "
+                f"{peak_rss_mb():,.0f} MB; load average {os.getloadavg()[0]:.1f} on "
+                f"{os.cpu_count()} CPUs", t.cell())]
     if not faiss_available():
         return rows + [Row(SECTION, f"faiss IndexFlatIP / IndexHNSWFlat, {size}", NOT_INSTALLED)]
     return rows + faiss_rows(q.numpy(), items.numpy(), exact.numpy(), size, t)
