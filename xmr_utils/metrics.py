@@ -310,8 +310,9 @@ def ranks_from_embeddings(
         if fallback or last_owner < i1:
             continue
         lo_pending = torch.where(o >= i1, lo, torch.inf)
-        in_band = torch.ge(block, lo_pending, out=scratch.mask_a[: block.shape[0]])
-        in_band &= torch.le(block, hi, out=scratch.mask_b[: block.shape[0]])
+        mask_a, mask_b = scratch.masks()
+        in_band = torch.ge(block, lo_pending, out=mask_a[: block.shape[0]])
+        in_band &= torch.le(block, hi, out=mask_b[: block.shape[0]])
         r, c = torch.nonzero(in_band, as_tuple=True)
         n_band += r.numel()
         fallback = n_band > MAX_BAND_ENTRIES

@@ -91,16 +91,22 @@ class Scratch:
     faults (allocating a fresh 256 MB tensor per block was slower than the comparisons).
 
     ``scores`` ``[rows, cols]`` (``dtype``, only when ``with_scores``) receives score blocks;
-    ``counts`` float32 ``[rows, cols]`` receives 0/1 comparison results; ``mask_a`` /
-    ``mask_b`` bool ``[rows, cols]``.
+    ``counts`` float32 ``[rows, cols]`` receives 0/1 comparison results; :meth:`masks` gives
+    two bool ``[rows, cols]`` buffers (allocated on first use).
     """
 
     def __init__(self, rows: int, cols: int, dtype: torch.dtype, with_scores: bool) -> None:
         self.rows, self.cols = rows, cols
         self.scores = torch.empty(rows, cols, dtype=dtype) if with_scores else None
         self.counts = torch.empty(rows, cols, dtype=torch.float32)
-        self.mask_a = torch.empty(rows, cols, dtype=torch.bool)
-        self.mask_b = torch.empty(rows, cols, dtype=torch.bool)
+        self._masks: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two bool ``[rows, cols]`` buffers."""
+        if self._masks is None:
+            first = torch.empty_like(self.counts, dtype=torch.bool)
+            self._masks = (first, torch.empty_like(first))
+        return self._masks
 
     def fits(self, block: torch.Tensor) -> bool:
         return block.shape[0] <= self.rows and block.shape[1] == self.cols
@@ -248,7 +254,7 @@ def topk(
     items: Any,
     k: int,
     metric: str = "dot",
-    chunk_size: int | None = 4096,
+    chunk_size: int | None = None,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``k`` items for every query: ``(scores [Q, k'], indices [Q, k'])``.
@@ -257,7 +263,8 @@ def topk(
     descending score. ``backend``: ``"torch"`` (chunked matmul, tie rule exact: lower index
     first), ``"faiss"`` (``IndexFlatIP`` / ``IndexFlatL2``; exact search, but faiss's own
     order among equal scores), ``"auto"`` (faiss when importable, else torch).
-    ``chunk_size`` is the number of query rows per score block (None: ~256 MB blocks).
+    ``chunk_size`` is the number of query rows per score block (None: ~256 MB blocks; the
+    torch path holds about three blocks' worth of memory: scores, 0/1 counts, top-k).
     """
     check_metric(metric)
     if backend not in BACKENDS:
