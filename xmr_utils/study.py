@@ -177,7 +177,7 @@ def extract_features(
     )
     rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
     start = time.perf_counter()
-    text_feats = features.text_features(corpus, text_encoder, cache, device=device)
+    text_feats = features.text_features(corpus, text_encoder, cache)
     rows.append(("caption", text_encoder, text_feats, time.perf_counter() - start))
     table = pd.DataFrame(
         [
@@ -253,7 +253,7 @@ def train_direction(
     *,
     epochs: int = 0,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> pd.DataFrame:
     """Train one model per recipe for ``direction`` (``img2txt``: image anchors; ``txt2img``:
     caption anchors), selected on the val split; returns the best validation row per recipe.
@@ -263,6 +263,7 @@ def train_direction(
     import pandas as pd
 
     from xmr_utils.config import RECIPES, recipe_with
+    from xmr_utils.encoders.base import resolve_device
     from xmr_utils.train import train_model
 
     rows = []
@@ -280,7 +281,7 @@ def train_direction(
             data.corpus.split_images("train"),
             data.corpus.split_images("val"),
             model_dir(data.run_dir, direction, name),
-            device=device,
+            device=resolve_device(device),
         )
         best = result.best_val
         rows.append({"recipe": name, "best_epoch": result.best_epoch,
