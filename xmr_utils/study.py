@@ -73,10 +73,11 @@ def split_view(corpus: CaptionCorpus, split: str) -> SplitView:
 
 def load_corpus_for(params: dict[str, Any]) -> CaptionCorpus:
     """The corpus named by a run's recorded data parameters (those of notebook 00)."""
-    from xmr_utils.data import load_corpus
+    from xmr_utils.data import DATASET_NAMES, load_corpus
 
+    dataset = params["dataset"]
     return load_corpus(
-        params["dataset"],
+        dataset if dataset in DATASET_NAMES else resolve_path(dataset),
         data_dir=resolve_path(params.get("data_dir", "data")),
         split_seed=int(params.get("split_seed", 0)),
         synthetic_images=int(params.get("synthetic_images", 600)),
