@@ -24,6 +24,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("train", "Training epoch"),
     ("eval", "Evaluation"),
     ("search", "Search at scale"),
+    ("e2e", "End to end"),
 )
 ROOT = Path(__file__).resolve().parents[1]
 
