@@ -274,13 +274,13 @@ def topk(
     q, it = _check_pair(as_embeddings(queries, "queries"), as_embeddings(items, "items"))
     if it.shape[0] == 0:
         raise XmrError("items is empty: there is nothing to search")
+    rows = rows_per_block(it.shape[0], chunk_size)  # validated for every backend
     use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
     if use_faiss:
         if not faiss_available():
             raise XmrError("backend='faiss' needs faiss-cpu: pip install -e .[faiss]")
         return _faiss_topk(q, it, min(int(k), it.shape[0]), metric)
     out_v, out_i = [], []
-    rows = rows_per_block(it.shape[0], chunk_size)
     scratch = Scratch(min(rows, max(1, q.shape[0])), it.shape[0], it.dtype, with_scores=True)
     for _, block in checked_score_blocks(q, it, metric, rows, scratch):
         v, i = stable_topk_block(block, k, scratch)
