@@ -9,7 +9,7 @@ Rows, all measured in this one process:
 * the seed-style loop: a per-item ``Dataset`` and ``DataLoader(batch_size, shuffle=True)``
   with default collation feeding the same model, loss and optimiser — timed over a fixed
   number of steps and scaled to an epoch;
-* the same epoch with ``train.precision="bf16"`` (bfloat16 autocast on the heads);
+* the same with ``train.precision="bf16"`` (bfloat16 autocast on the heads);
 * the same steps with both heads wrapped in ``torch.compile`` (compile time reported);
 * the seed recipe's own heads (4096-d, batch 1024), scaled from a few steps.
 
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -137,74 +138,102 @@ def dataloader_batches(image, text, owner, batch_size: int):
         yield from loader
 
 
+def interleaved_step_times(
+    variants: dict[str, tuple[Iterator, Callable[..., None]]], rounds: int, steps: int
+) -> dict[str, float]:
+    """Median seconds per step of each variant, timed in alternating blocks of ``steps``.
+
+    Alternating the variants round by round spreads any load from other processes on a
+    shared machine over all of them, so their ratios stay meaningful.
+    """
+    per_block: dict[str, list[float]] = {name: [] for name in variants}
+    for batches, step in variants.values():  # warm-up (and compile) once
+        step(*next(batches))
+    for _ in range(rounds):
+        for name, (batches, step) in variants.items():
+            per_block[name].append(time_steps(batches, step, steps, warmup=0))
+    return {name: statistics.median(times) for name, times in per_block.items()}
+
+
 def run(quick: bool = False) -> list[Row]:
     """Measure and return the rows (``quick``: a tenth of the images, fewer steps)."""
     from xmr_utils.config import DEFAULT_RECIPE, RECIPES
 
     n_images = FLICKR30K_TRAIN_IMAGES // 10 if quick else FLICKR30K_TRAIN_IMAGES
-    n_steps = 40 if quick else 150
+    rounds, block = (3, 10) if quick else (5, 30)
     recipe = RECIPES[DEFAULT_RECIPE]
     bs = recipe.train.batch_size
+    clip = recipe.optim.grad_clip
     image, text, owner = make_features(n_images)
-    load = os.getloadavg()[0]
     rows: list[Row] = []
-
-    ours_s, steps = time_our_epoch(image, text, owner)
     target = f"≤ {EPOCH_TARGET_S:.0f} s" if not quick else "— (quick)"
-    met = ("yes" if ours_s <= EPOCH_TARGET_S else "no") if not quick else "—"
 
-    model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
-    step = _step_fn(model, loss_fn, optimizer, recipe.optim.grad_clip)
-    tensor_step_s = time_steps(tensor_batches(image, text, owner, bs), step, n_steps)
-    loader_step_s = time_steps(dataloader_batches(image, text, owner, bs), step, n_steps)
-    loader_epoch_s = loader_step_s * steps
+    def met(seconds: float) -> str:
+        return ("yes" if seconds <= EPOCH_TARGET_S else "no") if not quick else "—"
+
+    load = os.getloadavg()[0]
+    ours_s, steps = time_our_epoch(image, text, owner)
     rows.append(Row(
         SECTION,
-        f"one epoch, {len(owner):,} pairs × batch {bs} = {steps} steps, {DEFAULT_RECIPE} heads "
-        f"(img {IMAGE_DIM}→{recipe.image_head.hidden}→{recipe.image_head.out_dim}), img2txt; "
-        f"baseline: per-item Dataset+DataLoader, {n_steps} steps scaled to the epoch "
-        f"(load avg {load:.1f})",
-        f"{ours_s:.2f} s",
-        f"{loader_epoch_s:.2f} s",
-        f"{loader_epoch_s / ours_s:.2f}×",
-        target,
-        met,
-    ))
-    bf16_s, _ = time_our_epoch(image, text, owner, precision="bf16")
-    rows.append(Row(
-        SECTION,
-        "the same epoch with train.precision='bf16' (heads under bfloat16 autocast)",
-        f"{bf16_s:.2f} s",
-        f"{ours_s:.2f} s fp32",
-        f"{ours_s / bf16_s:.2f}×",
-        target,
-        ("yes" if bf16_s <= EPOCH_TARGET_S else "no") if not quick else "—",
-    ))
-    rows.append(Row(
-        SECTION,
-        f"per step, same run: tensor batches vs. DataLoader ({n_steps} steps each)",
-        f"{tensor_step_s * 1e3:.1f} ms",
-        f"{loader_step_s * 1e3:.1f} ms",
-        f"{loader_step_s / tensor_step_s:.2f}×",
+        f"one full epoch (run_epoch), {len(owner):,} pairs × batch {bs} = {steps} steps, "
+        f"{DEFAULT_RECIPE} heads (img {IMAGE_DIM}→{recipe.image_head.hidden}→"
+        f"{recipe.image_head.out_dim}), img2txt, fp32 (load avg before: {load:.1f})",
+        f"{ours_s:.2f} s", target=target, met=met(ours_s),
     ))
 
-    c_model, c_loss, c_opt, _ = _parts(DEFAULT_RECIPE)
-    c_model.image_head = torch.compile(c_model.image_head)
-    c_model.text_head = torch.compile(c_model.text_head)
-    c_step = _step_fn(c_model, c_loss, c_opt, recipe.optim.grad_clip)
-    batches = tensor_batches(image, text, owner, bs)
+    def fresh_step(compiled: bool = False, bf16: bool = False) -> Callable[..., None]:
+        model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
+        if compiled:
+            model.image_head = torch.compile(model.image_head)
+            model.text_head = torch.compile(model.text_head)
+        step = _step_fn(model, loss_fn, optimizer, clip)
+        if not bf16:
+            return step
+
+        def bf16_step(image_x, text_x, ids):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                step(image_x, text_x, ids)
+
+        return bf16_step
+
     start = time.perf_counter()
-    c_step(*next(batches))
+    compiled_step = fresh_step(compiled=True)
+    compiled_step(*next(tensor_batches(image, text, owner, bs)))
     compile_s = time.perf_counter() - start
-    compiled_step_s = time_steps(batches, c_step, n_steps)
-    verdict = "keep" if compiled_step_s < 0.9 * tensor_step_s else "drop"
+    times = interleaved_step_times(
+        {
+            "tensor": (tensor_batches(image, text, owner, bs), fresh_step()),
+            "dataloader": (dataloader_batches(image, text, owner, bs), fresh_step()),
+            "compiled": (tensor_batches(image, text, owner, bs), compiled_step),
+            "bf16": (tensor_batches(image, text, owner, bs), fresh_step(bf16=True)),
+        },
+        rounds,
+        block,
+    )
+    t, d, c, b = (times[k] for k in ("tensor", "dataloader", "compiled", "bf16"))
+    how = f"median of {rounds} interleaved blocks of {block} steps, × {steps} steps"
     rows.append(Row(
         SECTION,
-        f"torch.compile on both heads, per step ({n_steps} steps; first step incl. compile "
-        f"{compile_s:.1f} s) vs. eager — recommendation: {verdict}",
-        f"{compiled_step_s * 1e3:.1f} ms",
-        f"{tensor_step_s * 1e3:.1f} ms eager",
-        f"{tensor_step_s / compiled_step_s:.2f}×",
+        f"epoch from per-step time: tensor batches vs. seed-style per-item Dataset + "
+        f"DataLoader ({how})",
+        f"{t * steps:.2f} s ({t * 1e3:.1f} ms/step)",
+        f"{d * steps:.2f} s ({d * 1e3:.1f} ms/step)",
+        f"{d / t:.2f}×", target, met(t * steps),
+    ))
+    rows.append(Row(
+        SECTION,
+        f"train.precision='bf16' (heads under bfloat16 autocast) vs. fp32 ({how})",
+        f"{b * steps:.2f} s ({b * 1e3:.1f} ms/step)",
+        f"{t * steps:.2f} s fp32",
+        f"{t / b:.2f}×", target, met(b * steps),
+    ))
+    rows.append(Row(
+        SECTION,
+        f"torch.compile on both heads vs. eager ({how}; compile + first step {compile_s:.1f} s)"
+        f" — recommendation: {'keep' if c < 0.9 * t else 'drop'}",
+        f"{c * steps:.2f} s ({c * 1e3:.1f} ms/step)",
+        f"{t * steps:.2f} s eager",
+        f"{t / c:.2f}×",
     ))
 
     seed = RECIPES["seed"]
