@@ -43,7 +43,7 @@ def test_seed_heads_are_the_seed_layer_stacks() -> None:
 def test_vsepp_heads_normalise_and_share_the_space() -> None:
     model = DualEncoder.from_recipe(RECIPES["vsepp"], image_dim=32, text_dim=16)
     assert describe(model.image_head) == [
-        ("Linear", 32, 512), ("PReLU",), ("Dropout", 0.2), ("Linear", 512, 512)
+        ("Linear", 32, 256), ("PReLU",), ("Dropout", 0.2), ("Linear", 256, 512)
     ]
     assert model.metric == "dot"
     img = model.encode_images(torch.randn(5, 32))
