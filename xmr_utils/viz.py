@@ -74,8 +74,10 @@ def history_curves(
     histories: Mapping[str, Sequence[Mapping[str, Any]]],
     keys: Sequence[str] = ("loss", "val_rsum"),
     titles: Mapping[str, str] | None = None,
+    log_keys: Sequence[str] = ("loss", "loss_over_margin"),
 ) -> Figure:
-    """One panel per history key, one line per labelled run (x = epoch)."""
+    """One panel per history key, one line per labelled run (x = epoch); ``log_keys`` use a
+    log scale (a warm-up epoch's sum of hinges dwarfs the later losses)."""
     fig = Figure(figsize=(4.2 * len(keys), 3.2))
     axes = np.atleast_1d(fig.subplots(1, len(keys)))
     for ax, key in zip(axes, keys, strict=True):
@@ -83,6 +85,8 @@ def history_curves(
             points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
             if points:
                 ax.plot(*zip(*points, strict=True), marker=".", label=label)
+        if key in log_keys:
+            ax.set_yscale("log")
         ax.set_title((titles or {}).get(key, key))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -194,7 +198,7 @@ def text_to_image_grid(
     ``top_images [Q, k]`` are image indices into ``corpus.image_files``.
     """
     q, k = np.shape(top_images)
-    fig = Figure(figsize=(2.0 * k, 2.3 * q))
+    fig = Figure(figsize=(1.9 * k, 2.25 * q))
     axes = fig.subplots(q, k, squeeze=False)
     for row, (c, imgs) in enumerate(zip(query_captions, top_images, strict=True)):
         for col, i in enumerate(imgs):
@@ -206,10 +210,11 @@ def text_to_image_grid(
             for spine in ax.spines.values():
                 spine.set_edgecolor("#2ca02c" if hit else "#dddddd")
                 spine.set_linewidth(4 if hit else 1)
-        axes[row, 0].set_title(
-            textwrap.shorten(corpus.captions[c], 110), loc="left", fontsize=8
-        )
+        # a left-aligned title over the row; no tight_layout, which would shrink the images
+        axes[row, 0].set_title(textwrap.shorten(corpus.captions[c], 16 * k), loc="left",
+                               fontsize=8)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.35 / q, wspace=0.06,
+                        hspace=0.3)
     fig.suptitle(f"{title}  text → image: top images (green frame = the caption's image)",
                  fontsize=10)
-    fig.tight_layout()
     return fig
