@@ -74,3 +74,30 @@ def test_summary_table_lists_every_model() -> None:
     text = pipeline.summary_table({"dataset": "d", "split": "test", "models": {
         "vsepp": {"img2txt": {"rsum": 100.0}, "fused": {"rsum": 120.0}}}})
     assert "vsepp" in text and "fused" in text and "120.00" in text
+
+
+@pytest.mark.slow
+def test_main_names_the_notebook_that_failed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import nbformat
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name, source in (("00_ok", "x = 1"),
+                         ("01_bad", "from xmr_utils.errors import XmrError\n"
+                                    "raise XmrError('dataset folder data/x does not exist')"),
+                         ("02_never", "open('never-ran', 'w')")):
+        params = nbformat.v4.new_code_cell('run_dir: str = ""  # set by the pipeline')
+        params.metadata["tags"] = ["parameters"]
+        book = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(source)])
+        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+        nbformat.write(book, folder / f"{name}.ipynb")
+    run = tmp_path / "run"
+    code = pipeline.main(["--preset", "smoke", "--notebooks", str(folder), "--run-dir", str(run),
+                          "--runs-root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "notebook 01_bad failed" in err and "dataset folder data/x does not exist" in err
+    assert (run / "executed" / "01_bad.ipynb").exists()
+    assert not (run / "executed" / "02_never.ipynb").exists()
+    assert not (run / "finished.json").exists()
