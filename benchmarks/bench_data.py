@@ -43,14 +43,17 @@ def write_flickr30k_like(root: Path, n_images: int) -> Path:
     return root
 
 
-def run(quick: bool = False) -> list[Row]:
-    """Measure and return the rows (``quick``: a tenth of Flickr30k, 60 synthetic images)."""
+def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Row]:
+    """Measure and return the rows (``quick``: a tenth of Flickr30k, 60 synthetic images;
+    ``sizes``: ``(results.csv images, synthetic images)`` instead, for the tests)."""
     import pandas as pd
 
     from xmr_utils.data import generate, load_corpus, validate
 
-    n_images = FLICKR30K_IMAGES // 10 if quick else FLICKR30K_IMAGES
-    n_synthetic = SYNTHETIC_IMAGES // 10 if quick else SYNTHETIC_IMAGES
+    n_images, n_synthetic = sizes or (
+        (FLICKR30K_IMAGES // 10, SYNTHETIC_IMAGES // 10) if quick
+        else (FLICKR30K_IMAGES, SYNTHETIC_IMAGES)
+    )
     repeats = 1 if quick else 3
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

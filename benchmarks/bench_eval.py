@@ -92,10 +92,11 @@ def seed_style_metrics(img: np.ndarray, txt: np.ndarray, owner: np.ndarray) -> d
     return out
 
 
-def bench_small(quick: bool) -> list[Row]:
+def bench_small(quick: bool, n_img: int | None = None) -> list[Row]:
+    """Ours vs. the seed's way on ``n_img`` images (default 1,000; 200 with ``quick``)."""
     from xmr_utils.metrics import evaluate_embeddings
 
-    n_img = 200 if quick else 1000
+    n_img = n_img or (200 if quick else 1000)
     img, txt = random_unit(n_img, DIM, 1), random_unit(PER_IMAGE * n_img, DIM, 2)
     owner = np.repeat(np.arange(n_img), PER_IMAGE)
     ours = time_repeats(lambda: evaluate_embeddings(img, txt, owner), repeats=5)
@@ -137,8 +138,9 @@ def _child(n_img: int, chunk_size: int | None) -> None:
     print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "peak_mb": peak, "rsum": m["rsum"]}))
 
 
-def bench_scale(quick: bool) -> list[Row]:
-    n_img = 3000 if quick else 31783
+def bench_scale(quick: bool, n_img: int | None = None) -> list[Row]:
+    """One evaluation of ``n_img`` images (default 31,783; 3,000 with ``quick``) in a child."""
+    n_img = n_img or (3000 if quick else 31783)
     code = f"from benchmarks.bench_eval import _child; _child({n_img}, None)"
     load_before = os.getloadavg()[0]
     done = subprocess.run(

@@ -63,11 +63,12 @@ def faiss_rows(
     ]
 
 
-def run(quick: bool = False) -> list[Row]:
-    """Search rows (``quick``: 500 queries over 20,000 items)."""
+def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Row]:
+    """Search rows (``quick``: 500 queries over 20,000 items; ``sizes``: ``(queries, items)``
+    instead, for the tests)."""
     from xmr_utils.retrieval import faiss_available, topk
 
-    n_q, n_items = (500, 20_000) if quick else (5_000, 158_915)
+    n_q, n_items = sizes or ((500, 20_000) if quick else (5_000, 158_915))
     q, items = random_unit(n_q, DIM, 5), random_unit(n_items, DIM, 6)
     size = f"{n_q:,} queries x {n_items:,} items x {DIM}-d"
     t = time_repeats(lambda: topk(q, items, K, backend="torch"), repeats=3, warmup=0)

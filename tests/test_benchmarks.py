@@ -1,0 +1,445 @@
+"""The benchmark code runs on tiny inputs and writes well-formed rows (no timed assertions).
+
+Each ``benchmarks/bench_<name>.py`` is exercised through its inner measuring functions with
+tens of items and one repeat, so that a typo in a row or a broken helper shows up here rather
+than twenty minutes into ``make bench``. What is not run, and why:
+
+* ``bench_extract.run`` builds and runs a random-weight VGG16 (138M parameters, a 528 MB
+  checkpoint written to disk) — its helpers are tested instead;
+* ``bench_train.run`` times the seed recipe's 4096-d heads at batch 1024 and ``torch.compile``
+  — the step, batching and epoch helpers are tested instead;
+* ``bench_e2e`` runs the whole notebook pipeline and cold numba compiles (minutes) — its
+  subprocess calls are replaced by fakes and the row assembly is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package: import it from the repo
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import bench_data, bench_e2e, bench_eval, bench_search, bench_train  # noqa: E402
+from benchmarks import run as bench_run  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    Row,
+    Timing,
+    machine_line,
+    markdown_table,
+    peak_rss_mb,
+    time_repeats,
+)
+
+CELL = re.compile(r"^(\d+\.\d{3}) s \((\d+\.\d{3})–(\d+\.\d{3})\)")
+
+
+def check_rows(rows: list[Row], section: str) -> None:
+    """Rows of ``section`` with text in every cell and a markdown table of one line each."""
+    assert rows and all(isinstance(r, Row) for r in rows)
+    for r in rows:
+        assert r.section == section
+        assert all(isinstance(v, str) and v.strip() for v in r.as_dict().values()), r
+        assert "\n" not in "".join(r.as_dict().values()), r
+    lines = markdown_table(rows).splitlines()
+    assert len(lines) == len(rows) + 2
+    for line, r in zip(lines[2:], rows, strict=True):
+        # a "|" inside a cell would shift the columns of RESULTS.md
+        assert line.count("|") == 7, line
+        assert line.startswith(f"| {r.what} | {r.ours} |")
+
+
+def cell_seconds(cell: str) -> tuple[float, float, float]:
+    """``(median, min, max)`` of a :meth:`Timing.cell` string, each finite and ordered."""
+    m = CELL.match(cell)
+    assert m, cell
+    med, lo, hi = (float(x) for x in m.groups())
+    assert all(math.isfinite(x) and x >= 0 for x in (med, lo, hi))
+    assert lo <= med <= hi
+    return med, lo, hi
+
+
+def ratio_value(ratio: str) -> float:
+    """The number of a ``2.50×`` / ``12x`` ratio cell, finite and non-negative."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)[×x]", ratio)
+    assert m, ratio
+    value = float(m.group(1))
+    assert math.isfinite(value) and value >= 0
+    return value
+
+
+# --- common -------------------------------------------------------------------------------
+
+
+def test_time_repeats_counts_calls_and_orders_times() -> None:
+    calls = []
+    t = time_repeats(lambda: calls.append(sum(range(1000))), repeats=3, warmup=2)
+    assert len(calls) == 5
+    assert t.repeats == 3
+    assert 0 < t.min_s <= t.median_s <= t.max_s and math.isfinite(t.max_s)
+    assert cell_seconds(t.cell()) == tuple(
+        float(f"{x:.3f}") for x in (t.median_s, t.min_s, t.max_s))
+    assert time_repeats(lambda: None, repeats=1, warmup=0).repeats == 1
+
+
+def test_timing_cell_and_frozen() -> None:
+    t = Timing(1.0, 0.5, 2.0, 3)
+    assert t.cell() == "1.000 s (0.500–2.000)"
+    with pytest.raises(AttributeError):
+        t.median_s = 0.0  # type: ignore[misc]
+
+
+def test_markdown_table_and_machine_line() -> None:
+    rows = [Row("s", "a", "1 s"), Row("s", "b", "2 s", "3 s", "1.50×", "≤ 4 s", "yes")]
+    assert markdown_table(rows).splitlines() == [
+        "| what | ours | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+        "| a | 1 s | — | — | — | — |",
+        "| b | 2 s | 3 s | 1.50× | ≤ 4 s | yes |",
+    ]
+    assert rows[1].as_dict()["ratio"] == "1.50×"
+    assert f"torch {torch.__version__}" in machine_line()
+    assert peak_rss_mb() > 10  # this process has imported torch
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def test_write_flickr30k_like_has_the_malformed_row(tmp_path: Path) -> None:
+    root = bench_data.write_flickr30k_like(tmp_path / "f30k", 6)
+    assert len(list((root / "flickr30k_images").iterdir())) == 6
+    lines = (root / "results.csv").read_text().splitlines()
+    assert len(lines) == 1 + 5 * 6
+    assert "2199200615.jpg| 4   A dog runs across the grass ." in lines
+
+
+def test_bench_data_runs_on_tiny_sizes() -> None:
+    rows = bench_data.run(quick=True, sizes=(20, 2))
+    check_rows(rows, bench_data.SECTION)
+    parse, synthetic = rows
+    assert "100 rows" in parse.what and "2 images" in synthetic.what
+    cell_seconds(parse.ours)
+    cell_seconds(parse.baseline)
+    assert parse.baseline.endswith("pandas.read_csv parse only")
+    ratio_value(parse.ratio)
+    assert parse.target == "— (quick)" and parse.met == "—"
+    cell_seconds(synthetic.ours)
+
+
+# --- extract ------------------------------------------------------------------------------
+
+
+def test_extract_helpers_on_tiny_inputs(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from benchmarks import bench_extract
+    from xmr_utils.encoders import build_image_encoder
+
+    paths = bench_extract.write_jpegs(tmp_path / "jpg", 2, size=(96, 72))
+    assert [p.name for p in paths] == ["00000.jpg", "00001.jpg"]
+    with Image.open(paths[0]) as img:
+        assert img.size == (96, 72)
+
+    texts = bench_extract.captions(5)
+    assert texts == bench_extract.captions(5)  # seeded
+    assert all(6 <= len(t.split()) - 1 <= 18 and t.endswith(" .") for t in texts)
+
+    calls = []
+    rate, cell = bench_extract.timed(lambda: calls.append(sum(range(10_000))), 50, 1)
+    assert len(calls) == 2  # warm-up + one repeat
+    assert rate > 0 and math.isfinite(rate)
+    assert cell.startswith(f"{rate:.1f}/s (") and cell.endswith(" for 50)")
+    cell_seconds(cell.split("(", 1)[1])
+
+    # what ``run`` times, once each (the model load dominates: ~1.5 s apiece)
+    lite0 = build_image_encoder("efficientnet_lite0")
+    feats = lite0.encode_images(paths, batch_size=2, num_workers=0, progress=False)
+    assert np.asarray(feats).shape == (2, 1280)
+    bench_extract.naive_lite0(paths[:1])()
+
+
+def test_extract_cache_writer_streams(tmp_path: Path) -> None:
+    from benchmarks import bench_extract
+
+    peak, size = bench_extract.writer_peak_mb(tmp_path, n=4096, dim=256)
+    assert size == pytest.approx(4096 * 256 * 4 / 2**20, rel=0.01)  # + the .npy header
+    assert 0 < peak < size / 2  # chunks of 512 rows, not the whole 4 MB table
+
+
+# --- train --------------------------------------------------------------------------------
+
+
+def test_train_features_and_batches_agree() -> None:
+    image, text, owner = bench_train.make_features(12)
+    assert image.shape == (12, bench_train.IMAGE_DIM) and image.dtype == np.float32
+    assert text.shape == (60, bench_train.TEXT_DIM) and owner.tolist()[:6] == [0] * 5 + [1]
+    for batches in (bench_train.tensor_batches(image, text, owner, 16),
+                    bench_train.dataloader_batches(image, text, owner, 16)):
+        for _ in range(5):  # more than the 3 batches of one epoch: both are endless
+            image_x, text_x, ids = next(batches)
+            assert image_x.shape == (16, bench_train.IMAGE_DIM)
+            assert text_x.shape == (16, bench_train.TEXT_DIM) and ids.shape == (16,)
+            assert torch.equal(image_x, torch.from_numpy(image)[ids])
+            # every caption belongs to the image it is paired with
+            k = [int(np.flatnonzero((text == row.numpy()).all(axis=1))[0]) for row in text_x]
+            assert owner[k].tolist() == ids.tolist()
+
+
+def test_train_step_epoch_and_interleaving_run() -> None:
+    from xmr_utils.config import DEFAULT_RECIPE, RECIPES
+
+    recipe = RECIPES[DEFAULT_RECIPE]
+    image, text, owner = bench_train.make_features(40)  # 200 pairs: 1 full batch + 72
+    seconds, steps = bench_train.time_our_epoch(image, text, owner)
+    assert steps == 2 and 0 < seconds < 60
+
+    model, loss_fn, optimizer, _ = bench_train._parts(DEFAULT_RECIPE)
+    step = bench_train._step_fn(model, loss_fn, optimizer, recipe.optim.grad_clip)
+    before = [p.detach().clone() for p in model.parameters()]
+    per_step = bench_train.time_steps(bench_train.tensor_batches(image, text, owner, 32), step,
+                                      n_steps=1, warmup=1)
+    assert 0 < per_step < 60
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+    def fresh() -> object:
+        m, lf, opt, _ = bench_train._parts(DEFAULT_RECIPE)
+        return bench_train._step_fn(m, lf, opt, recipe.optim.grad_clip)
+
+    times = bench_train.interleaved_step_times(
+        {"tensor": (bench_train.tensor_batches(image, text, owner, 32), fresh()),
+         "dataloader": (bench_train.dataloader_batches(image, text, owner, 32), fresh())},
+        rounds=1, steps=1)
+    assert set(times) == {"tensor", "dataloader"}
+    assert all(0 < t < 60 for t in times.values())
+
+
+# --- eval ---------------------------------------------------------------------------------
+
+
+def test_apk_and_random_unit() -> None:
+    assert bench_eval.apk([1], [1, 2, 3]) == 1.0
+    assert bench_eval.apk([3], [1, 2, 3]) == pytest.approx(1 / 3)
+    assert bench_eval.apk([3], [1, 2, 3], k=2) == 0.0
+    assert bench_eval.apk([], [1, 2]) == 0.0
+    x = bench_eval.random_unit(10, 8, seed=1, chunk=4)
+    assert x.shape == (10, 8) and x.dtype == torch.float32
+    assert torch.allclose(x.norm(dim=1), torch.ones(10))
+    assert torch.equal(x, bench_eval.random_unit(10, 8, seed=1, chunk=4))
+    assert not torch.equal(x, bench_eval.random_unit(10, 8, seed=2, chunk=4))
+
+
+def test_seed_style_metrics_equal_ours_on_a_tiny_case() -> None:
+    from xmr_utils.metrics import evaluate_embeddings
+
+    n = 12
+    img = bench_eval.random_unit(n, 16, 1)
+    # captions near their image, so that the ranks are not all the same
+    txt = torch.nn.functional.normalize(
+        img.repeat_interleave(5, 0) + 3.0 * bench_eval.random_unit(5 * n, 16, 2), dim=1)
+    owner = np.repeat(np.arange(n), 5)
+    want = bench_eval.seed_style_metrics(img.numpy(), txt.numpy(), owner)
+    got = evaluate_embeddings(img, txt, owner)
+    assert len(want) == 2 * (3 + 3 + 2)
+    assert 0 < want["i2t_R@1"] < 100 and 0 < want["t2i_R@1"] < 100  # not a degenerate case
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_bench_eval_small_and_scale_on_tiny_sizes() -> None:
+    rows = bench_eval.bench_small(quick=True, n_img=20)
+    check_rows(rows, bench_eval.SECTION)
+    (row,) = rows
+    assert "20 x 100 x 1024-d" in row.what
+    assert "seed-style numbers agree: yes" in row.what
+    cell_seconds(row.ours)
+    cell_seconds(row.baseline)
+    ratio_value(row.ratio)
+    assert row.met in ("yes", "no")
+
+    rows = bench_eval.bench_scale(quick=True, n_img=20)  # a child process, as in `make bench`
+    check_rows(rows, bench_eval.SECTION)
+    m = re.fullmatch(r"(\d+\.\d) s \((\d+) CPU-s\), peak RSS ([\d,]+) MB", rows[0].ours)
+    assert m, rows[0].ours
+    assert float(m.group(1)) < 60 and int(m.group(3).replace(",", "")) > 0
+    assert "20 x 100 x 1024-d" in rows[0].what and rows[0].met == "yes"
+
+
+def test_eval_child_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_eval._child(10, None)
+    bench_eval._child(10, 3)
+    whole, chunked = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert set(whole) == {"seconds", "cpu_s", "peak_mb", "rsum"}
+    assert whole["seconds"] > 0 and whole["peak_mb"] > 0
+    assert 0 < whole["rsum"] <= 600
+    assert chunked["rsum"] == whole["rsum"]
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+def test_recall_at_k() -> None:
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert bench_search.recall_at_k(exact, exact) == 1.0
+    assert bench_search.recall_at_k(exact[:, ::-1], exact) == 1.0  # order does not matter
+    assert bench_search.recall_at_k(np.array([[1, 2, 9, 9], [0, 0, 0, 0]]), exact) == 0.25
+
+
+def test_bench_search_runs_on_tiny_sizes() -> None:
+    from xmr_utils.retrieval import faiss_available
+
+    rows = bench_search.run(quick=True, sizes=(16, 300))
+    check_rows(rows, bench_search.SECTION)
+    assert "16 queries x 300 items x 1024-d" in rows[0].what
+    cell_seconds(rows[0].ours)
+    if not faiss_available():
+        assert rows[1].ours == bench_search.NOT_INSTALLED
+        return
+    flat, hnsw = rows[1:]
+    recalls = [float(re.search(r"recall@10 vs exact (\d\.\d{4})", r.what).group(1))
+               for r in (flat, hnsw)]
+    assert recalls[0] == 1.0  # both exact
+    assert 0.9 <= recalls[1] <= 1.0
+    for r in (flat, hnsw):
+        cell_seconds(r.ours)
+        assert r.baseline.endswith(" exact torch")
+        ratio_value(r.ratio)
+
+
+def test_bench_search_without_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmr_utils.retrieval
+
+    monkeypatch.setattr(xmr_utils.retrieval, "faiss_available", lambda: False)
+    rows = bench_search.run(quick=True, sizes=(4, 50))
+    check_rows(rows, bench_search.SECTION)
+    assert [r.ours for r in rows[1:]] == [bench_search.NOT_INSTALLED]
+
+
+# --- e2e (subprocesses faked: the real pipeline takes minutes) ---------------------------
+
+
+def test_e2e_time_pipeline_reads_finished_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        run_dir = Path(cmd[cmd.index("--run-dir") + 1])
+        run_dir.mkdir(parents=True)
+        (run_dir / "finished.json").write_text(json.dumps(
+            {"notebook_seconds": {"01_data.ipynb": 1.5, "02_features.ipynb": 2.0}}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(bench_e2e.subprocess, "run", fake_run)
+    seconds, per_notebook = bench_e2e.time_pipeline("smoke")
+    assert seen[0][1:5] == ["-m", "xmr_utils.pipeline", "--preset", "smoke"]
+    assert 0 <= seconds < 10
+    assert per_notebook == {"01_data.ipynb": 1.5, "02_features.ipynb": 2.0}
+
+    monkeypatch.setattr(bench_e2e.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "boom"))
+    with pytest.raises(RuntimeError, match="pipeline failed: boom"):
+        bench_e2e.time_pipeline("smoke")
+
+
+def test_e2e_time_umap_uses_the_cache_dir(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    compile(bench_e2e.UMAP_SNIPPET, "<umap snippet>", "exec")  # at least valid Python
+
+    def fake_run(cmd, env, **kwargs):
+        assert env["NUMBA_CACHE_DIR"] == str(tmp_path)
+        assert cmd[-1] == bench_e2e.UMAP_SNIPPET
+        return subprocess.CompletedProcess(cmd, 0, "a warning\n2.5\n", "")
+
+    monkeypatch.setattr(bench_e2e.subprocess, "run", fake_run)
+    assert bench_e2e.time_umap(tmp_path) == 2.5
+
+
+@pytest.mark.parametrize(("quick", "total", "met"), [(False, 300.0, "yes"),
+                                                     (False, 400.0, "no"), (True, 30.0, "—")])
+def test_e2e_rows(monkeypatch: pytest.MonkeyPatch, quick: bool, total: float, met: str) -> None:
+    presets = []
+
+    def fake_pipeline(preset: str) -> tuple[float, dict[str, float]]:
+        presets.append(preset)
+        return total, {"01_data.ipynb": 1.25, "02_features.ipynb": 3.0}
+
+    umap_seconds = iter([8.0, 2.0])  # cold, then warm
+    monkeypatch.setattr(bench_e2e, "time_pipeline", fake_pipeline)
+    monkeypatch.setattr(bench_e2e, "time_umap", lambda cache_dir: next(umap_seconds))
+    rows = bench_e2e.run(quick=quick)
+    check_rows(rows, "e2e")
+    preset = "smoke" if quick else "demo"
+    assert presets == [preset]
+    assert rows[0].what.startswith(f"`{preset}` pipeline") and rows[0].ours == f"{total:.0f} s"
+    assert rows[0].met == met
+    assert [(r.what, r.ours) for r in rows[1:3]] == [("  01_data.ipynb", "1.2 s"),
+                                                      ("  02_features.ipynb", "3.0 s")]
+    assert (rows[3].ours, rows[3].baseline, rows[3].ratio) == (
+        "2.0 s", "8.0 s (cold cache)", "4.0×")
+
+
+# --- runner -------------------------------------------------------------------------------
+
+
+def test_runner_main_writes_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = []
+
+    def fake_section(name: str, quick: bool) -> list[Row]:
+        calls.append((name, quick))
+        return [Row(name, f"{name} thing", "0.123 s (0.100–0.200)", "0.5 s", "4.07×")]
+
+    monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"),
+                                                ("beta", "Beta things")))
+    monkeypatch.setattr(bench_run, "run_section", fake_section)
+    out = tmp_path / "RESULTS.md"
+    assert bench_run.main(["--quick", "--out", str(out)]) == 0
+    assert calls == [("alpha", True), ("beta", True)]
+    text = out.read_text()
+    assert text.startswith("# Benchmark results\n")
+    assert "`python -m benchmarks.run --quick`" in text
+    assert machine_line() in text
+    assert "## Alpha things\n\n| what |" in text and "## Beta things\n\n| what |" in text
+    assert "| alpha thing | 0.123 s (0.100–0.200) | 0.5 s | 4.07× | — | — |" in text
+    assert text.index("## Alpha things") < text.index("## Beta things")
+
+    calls.clear()
+    assert bench_run.main(["--only", "beta", "--out", str(out)]) == 0
+    assert calls == [("beta", False)]
+    text = out.read_text()
+    assert "`python -m benchmarks.run --only beta`" in text
+    assert "## Beta things" in text and "Alpha" not in text
+
+    with pytest.raises(SystemExit) as exc:
+        bench_run.main(["--only", "gamma", "--out", str(out)])
+    assert exc.value.code == 2
+
+
+def test_run_section_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The real subprocess protocol, on a stand-in ``benchmarks`` package that imports fast."""
+    package = tmp_path / "benchmarks"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "common.py").write_text((ROOT / "benchmarks" / "common.py").read_text())
+    (package / "bench_fake.py").write_text(
+        "from benchmarks.common import Row\n"
+        "def run(quick):\n"
+        "    print('noise before the rows')\n"
+        "    return [Row('fake', f'quick={quick}', '1.000 s (1.000–1.000)', ratio='2.0×')]\n")
+    (package / "bench_broken.py").write_text(
+        "def run(quick):\n    raise ValueError('no luck')\n")
+    monkeypatch.setattr(bench_run, "ROOT", tmp_path)
+
+    assert bench_run.run_section("fake", True) == [
+        Row("fake", "quick=True", "1.000 s (1.000–1.000)", ratio="2.0×")]
+    (failed,) = bench_run.run_section("broken", False)
+    assert failed.section == "broken"
+    assert failed.what == "bench_broken failed (exit 1)"
+    assert failed.ours == "ValueError: no luck"
