@@ -19,19 +19,21 @@ from xmr_utils.errors import XmrError
 
 
 def default_num_workers(device: str = "cpu") -> int:
-    """Image-decoding worker processes used when the caller gives none: ``min(2, cpu count)``
-    on a CPU, ``min(4, cpu count - 1)`` on a GPU.
+    """Image-decoding worker processes used when the caller gives none: 0 on a CPU (decode
+    in-process, every core computes), ``min(4, cpu count - 1)`` on a GPU.
 
-    On a CPU the decoding loop caps torch's compute threads at ``cpu count - workers`` while
-    it runs. Measured in ``benchmarks/bench_extract.py`` (2 cores, shared machine): 2 workers
-    + 1 thread gave 35 img/s on a quiet machine (0 workers + 2 threads: 37) and 24 img/s under
-    a load of 8 (0 workers + 2 threads: 8), so this is the robust default; uncapped, 2
-    workers beside 2 threads gave 18 img/s.
+    On a CPU the forward pass, not JPEG decoding, is the bottleneck, and each worker takes a
+    core from torch's compute threads (the loop caps threads at ``cpu count - workers``).
+    Measured with ``benchmarks/bench_extract.py`` on 2 quiet cores: efficientnet_lite0 58.9
+    img/s with 0 workers + 2 threads vs. 37.5 with 2 workers + 1 thread; VGG16's forward alone
+    runs 6.4 img/s on 2 threads but gave 3.1 img/s end to end with 2 workers + 1 thread. On a
+    machine busy with other work, ``num_workers=2`` can be faster (24 vs. 8 img/s at a load
+    of 8); pass it explicitly there.
     """
     cores = os.cpu_count() or 1
     if device.startswith("cuda"):
         return max(0, min(4, cores - 1))
-    return min(2, cores)
+    return 0
 
 
 def resolve_device(device: str) -> str:
