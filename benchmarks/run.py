@@ -52,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--only", default="", help="comma list of sections: "
                         + ", ".join(name for name, _ in SECTIONS))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--out", default="", help="default: benchmarks/RESULTS.md; with "
+                        "--quick outputs/RESULTS-quick.md, so a quick run never replaces the "
+                        "committed full results")
     args = parser.parse_args(argv)
+    if not args.out:
+        args.out = str(ROOT / ("outputs/RESULTS-quick.md" if args.quick
+                               else "benchmarks/RESULTS.md"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(wanted) - {name for name, _ in SECTIONS}
     if unknown:

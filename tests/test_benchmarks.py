@@ -382,8 +382,11 @@ def test_e2e_rows(monkeypatch: pytest.MonkeyPatch, quick: bool, total: float, me
     assert rows[0].met == met
     assert [(r.what, r.ours) for r in rows[1:3]] == [("  01_data.ipynb", "1.2 s"),
                                                       ("  02_features.ipynb", "3.0 s")]
-    assert (rows[3].ours, rows[3].baseline, rows[3].ratio) == (
-        "2.0 s", "8.0 s (cold cache)", "4.0×")
+    if quick:  # the UMAP cache pair is skipped to keep --quick under 2 minutes
+        assert len(rows) == 3
+    else:
+        assert (rows[3].ours, rows[3].baseline, rows[3].ratio) == (
+            "2.0 s", "8.0 s (cold cache)", "4.0×")
 
 
 # --- runner -------------------------------------------------------------------------------
