@@ -341,3 +341,22 @@ def test_import_vgg_feats_mat_errors(tmp_path: Path) -> None:
     scipy.io.savemat(tmp_path / "wrong.mat", {"features": np.ones((2, 2))})
     with pytest.raises(XmrError, match="has no variable 'feats'"):
         import_vgg_feats_mat(tmp_path / "wrong.mat", dataset, corpus, tmp_path / "cache")
+
+
+def test_corrupt_jpeg_mid_extraction_names_it_and_keeps_finished_chunks(tmp_path: Path) -> None:
+    """The real bundled encoder meets a corrupt file in the third chunk: the error names the
+    file, the two finished chunks stay on disk, and after the fix only the rest is encoded."""
+    corpus = make_corpus(tmp_path / "data")
+    good = corpus.image_files[5].read_bytes()
+    corpus.image_files[5].write_bytes(b"this is not a jpeg")
+    cache = tmp_path / "cache"
+    with pytest.raises(XmrError, match="im05.jpg"):
+        image_features(corpus, "efficientnet_lite0", cache, chunk_size=2, progress=False)
+    paths = cache_paths(cache, "tiny", "efficientnet_lite0:pool")  # the canonical spec
+    assert json.loads(paths.progress.read_text())["done"] == 4 and not paths.features.exists()
+
+    corpus.image_files[5].write_bytes(good)
+    feats = image_features(corpus, "efficientnet_lite0", cache, chunk_size=2, progress=False)
+    reference = image_features(corpus, "efficientnet_lite0", tmp_path / "ref", chunk_size=7,
+                               progress=False)
+    np.testing.assert_allclose(feats, reference, atol=1e-4)
