@@ -26,6 +26,9 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("search", "Search at scale"),
     ("e2e", "End to end"),
 )
+#: Sections a --quick run skips unless named with --only: the end-to-end section runs the
+#: notebooks (over a minute even on the smoke preset), which `make test` already covers.
+SLOW_SECTIONS: frozenset[str] = frozenset({"e2e"})
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -70,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, title in SECTIONS:
         if wanted and name not in wanted:
             continue
+        if args.quick and name in SLOW_SECTIONS and name not in wanted:
+            parts.append(f"## {title}\n\nSkipped by --quick (run it with --only {name}).\n")
+            continue
         print(f"[bench] {name} ...", flush=True)
+        section_start = time.perf_counter()
         rows = run_section(name, args.quick)
+        print(f"[bench] {name}: {time.perf_counter() - section_start:.0f} s", flush=True)
         parts.append(f"## {title}\n\n{markdown_table(rows)}\n")
         print(markdown_table(rows), flush=True)
     command = "python -m benchmarks.run" + (" --quick" if args.quick else "") + (
