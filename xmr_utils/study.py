@@ -400,23 +400,17 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 def retrieval_examples(
     data: RunData,
-    recipe: str,
-    model_name: str,
+    model: DualEncoder,
     *,
     split: str = "test",
     queries: int = 4,
     k: int = 5,
     seed: int = 0,
 ) -> tuple[list[int], np.ndarray, list[int], np.ndarray]:
-    """Seeded example queries and their top-``k`` results, as corpus indices:
+    """Seeded example queries and ``model``'s top-``k`` results, as corpus indices:
     ``(query_images, top_captions [Q, k], query_captions, top_images [Q, k])``."""
     from xmr_utils.retrieval import topk
 
-    models = trained_models(data.run_dir)
-    if (recipe, model_name) not in models:
-        raise unknown_choice("trained model", f"{recipe}/{model_name}",
-                             [f"{r}/{d}" for r, d in models])
-    model = models[(recipe, model_name)]
     view = split_view(data.corpus, split)
     img, txt = split_embeddings(model, data, view)
     rng = np.random.default_rng(seed)
@@ -439,9 +433,9 @@ def example_grids(
     from xmr_utils import viz
 
     figures = {}
-    for recipe, direction in trained_models(data.run_dir):
+    for (recipe, direction), model in trained_models(data.run_dir).items():
         q_img, top_cap, q_cap, top_img = retrieval_examples(
-            data, recipe, direction, split=split, queries=queries, k=k, seed=seed
+            data, model, split=split, queries=queries, k=k, seed=seed
         )
         title = f"{recipe} / {direction} model:"
         for name, fig in (
