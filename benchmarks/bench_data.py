@@ -10,11 +10,10 @@ with ``pandas.read_csv(sep="|")`` (parsing only, no checks) as the baseline.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import Row, machine_line, markdown_table, time_repeats
+from benchmarks.common import Row, bench_main, time_repeats
 
 FLICKR30K_IMAGES = 31_783
 PARSE_TARGET_S = 3.0
@@ -92,14 +91,5 @@ def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller inputs, one repeat")
-    args = parser.parse_args()
-    rows = run(quick=args.quick)
-    print(machine_line())
-    print(markdown_table(rows))
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bench_main(run, __doc__))

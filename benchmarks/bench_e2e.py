@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Row
+from benchmarks.common import Row, bench_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TARGET_S = 360.0
@@ -78,6 +78,4 @@ def run(quick: bool = False) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from benchmarks.common import markdown_table
-
-    print(markdown_table(run(quick="--quick" in sys.argv)))
+    raise SystemExit(bench_main(run, __doc__))

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import Row, machine_line, markdown_table, time_repeats
+from benchmarks.common import Row, bench_main, time_repeats
 
 SECTION = "eval"
 DIM = 1024
@@ -167,14 +166,5 @@ def run(quick: bool = False) -> list[Row]:
     return bench_small(quick) + bench_scale(quick)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes")
-    args = parser.parse_args(argv)
-    print(machine_line())
-    print(markdown_table(run(args.quick)))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(run, __doc__))

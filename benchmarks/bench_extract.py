@@ -17,17 +17,15 @@ measures, after one warm-up call that loads the model and starts the workers:
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Row, machine_line, markdown_table, time_repeats
+from benchmarks.common import Row, bench_main, time_repeats
 
 SECTION = "extract"
 LITE_TARGET = 20.0  # images/s
@@ -202,16 +200,5 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer images, one repeat")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    rows = run(quick=args.quick)
-    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}",
-          f"({time.perf_counter() - start:.0f} s)")
-    print(markdown_table(rows))
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bench_main(run, __doc__))

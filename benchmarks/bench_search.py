@@ -9,7 +9,6 @@ with its recall@10 against the exact top-10). Without faiss the faiss rows say s
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -19,8 +18,7 @@ from benchmarks.bench_eval import DIM, random_unit
 from benchmarks.common import (
     Row,
     Timing,
-    machine_line,
-    markdown_table,
+    bench_main,
     peak_rss_mb,
     time_repeats,
 )
@@ -81,14 +79,5 @@ def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Row]:
     return rows + faiss_rows(q.numpy(), items.numpy(), exact.numpy(), size, t)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes")
-    args = parser.parse_args(argv)
-    print(machine_line())
-    print(markdown_table(run(args.quick)))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(run, __doc__))

@@ -18,7 +18,6 @@ Rows, all measured in this one process:
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -27,7 +26,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from benchmarks.common import Row, machine_line, markdown_table
+from benchmarks.common import Row, bench_main
 
 SECTION = "train"
 EPOCH_TARGET_S = 15.0
@@ -253,14 +252,5 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tenth of the data, fewer steps")
-    args = parser.parse_args()
-    rows = run(quick=args.quick)
-    print(machine_line())
-    print(markdown_table(rows))
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bench_main(run, __doc__))

@@ -71,3 +71,22 @@ def markdown_table(rows: list[Row]) -> str:
     return head + "\n".join(
         f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |" for r in rows
     )
+
+
+def bench_main(
+    run: Callable[[bool], list[Row]], doc: str | None, argv: list[str] | None = None
+) -> int:
+    """The command line every ``benchmarks/bench_<name>.py`` shares: ``[--quick]``, then the
+    machine, load average and elapsed time, and the rows as a markdown table."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    rows = run(args.quick)
+    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}",
+          f"({time.perf_counter() - start:.0f} s)")
+    print(markdown_table(rows))
+    return 0

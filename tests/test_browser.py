@@ -32,7 +32,7 @@ def encode(texts: list[str]) -> np.ndarray:
 @pytest.fixture
 def browser(tmp_path: Path) -> QueryBrowser:
     files = []
-    for i, colour in enumerate(WORDS):
+    for colour in WORDS:
         files.append(tmp_path / f"{colour}.jpg")
         Image.new("RGB", (32, 32), colour).save(files[-1])
     captions = tuple(f"a {c} square" for c in WORDS) + tuple(f"the {c} one" for c in WORDS)
