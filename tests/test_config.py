@@ -131,3 +131,30 @@ def test_field_validation() -> None:
 def test_configs_are_frozen() -> None:
     with pytest.raises(AttributeError):
         RECIPES["vsepp"].train.epochs = 3  # type: ignore[misc]
+
+
+def test_snapshot_schedule_and_validation() -> None:
+    assert TrainConfig(epochs=12).snapshot_schedule() == (1, 5, 8, 12)
+    assert TrainConfig(epochs=50).snapshot_schedule() == (1, 17, 34, 50)
+    assert TrainConfig(epochs=2).snapshot_schedule() == (1, 2)
+    assert TrainConfig(epochs=1).snapshot_schedule() == (1,)
+    assert TrainConfig(epochs=9, snapshot_epochs=(2, 9)).snapshot_schedule() == (2, 9)
+    assert TrainConfig(epochs=9, snapshot_epochs=()).snapshot_schedule() == ()
+    for bad in ((0, 3), (3, 2), (2, 2), (4, 10)):
+        with pytest.raises(XmrError, match="snapshot_epochs must be increasing epochs within"):
+            TrainConfig(epochs=9, snapshot_epochs=bad)
+    with pytest.raises(XmrError, match="snapshot_images must be >= 2"):
+        TrainConfig(snapshot_images=1)
+    r = recipe_with(RECIPES["vsepp"], **{"train.snapshot_epochs": [1, 3], "train.epochs": 3})
+    assert r.train.snapshot_epochs == (1, 3)  # a JSON list becomes a tuple
+    assert Recipe.from_json(r.to_json()) == r
+    with pytest.raises(XmrError, match="within 1..2"):
+        recipe_with(r, **{"train.epochs": 2})
+
+
+def test_recipe_saved_before_snapshot_fields_takes_their_defaults() -> None:
+    data = RECIPES["seed"].to_dict()
+    del data["train"]["snapshot_epochs"], data["train"]["snapshot_images"]
+    old = Recipe.from_dict(data)
+    assert old == RECIPES["seed"]
+    assert (old.train.snapshot_epochs, old.train.snapshot_images) == (None, 100)

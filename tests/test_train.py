@@ -14,7 +14,7 @@ import torch
 import xmr_utils.train as train_mod
 from xmr_utils.config import RECIPES, Recipe, recipe_with
 from xmr_utils.errors import XmrError
-from xmr_utils.train import load_model, train_model
+from xmr_utils.train import load_model, load_snapshots, train_model
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +58,22 @@ def small(name: str = "vsepp", **overrides: object) -> Recipe:
 def val_rows(history: list[dict]) -> list[dict]:
     """History rows without wall-clock fields."""
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in history]
+
+
+def snapshot_arrays(out_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+    """epoch -> the arrays of its snapshot file."""
+    return {s.epoch: {"image_ids": s.image_ids, "caption_ids": s.caption_ids,
+                      "owner": s.owner, "image_emb": s.image_emb, "text_emb": s.text_emb}
+            for s in load_snapshots(out_dir)}
+
+
+def assert_same_snapshots(a: Path, b: Path) -> None:
+    sa, sb = snapshot_arrays(a), snapshot_arrays(b)
+    assert sa.keys() == sb.keys() and sa
+    for epoch in sa:
+        for key in sa[epoch]:
+            np.testing.assert_allclose(sa[epoch][key], sb[epoch][key], rtol=0, atol=1e-6,
+                                       err_msg=f"epoch {epoch} {key}")
 
 
 def assert_same_history(a: list[dict], b: list[dict]) -> None:
@@ -138,6 +154,13 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch
     lines = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
     monkeypatch.setattr(train_mod, "build_loss", real_build)
+    # 4 epochs -> the default schedule snapshots every epoch; 1 and 2 were written before the
+    # kill and must survive untouched. A snapshot of epoch 3 left by a kill between writing
+    # it and saving last.pt belongs to no saved state: it is replaced, not trusted.
+    snaps = tmp_path / "cut" / "snapshots"
+    before = {p.name: p.read_bytes() for p in snaps.glob("*.npz")}
+    assert sorted(before) == ["epoch_001.npz", "epoch_002.npz"]
+    (snaps / "epoch_003.npz").write_bytes(b"half-written")
 
     resumed = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "cut", progress=False)
     assert_same_history(full.history, resumed.history)
@@ -148,13 +171,17 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch
         torch.testing.assert_close(va, vb, rtol=0, atol=1e-6)
     history_file = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in history_file] == [1, 2, 3, 4]
+    assert {p.name: p.read_bytes() for p in snaps.glob("epoch_00[12].npz")} == before
+    assert sorted(p.name for p in snaps.iterdir()) == [f"epoch_00{e}.npz" for e in (1, 2, 3, 4)]
+    assert_same_snapshots(tmp_path / "full", tmp_path / "cut")
 
 
 def test_outputs_history_checkpoints_and_load_model(tmp_path: Path) -> None:
     data = synthetic()
     recipe = small(**{"train.epochs": 3})
     result = train_model(recipe, "txt2img", **data, out_dir=tmp_path, progress=False)
-    assert {p.name for p in tmp_path.iterdir()} == {"best.pt", "last.pt", "history.jsonl"}
+    assert {p.name for p in tmp_path.iterdir()} == {"best.pt", "last.pt", "history.jsonl",
+                                                    "snapshots"}
     rows = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert rows == result.history and [r["epoch"] for r in rows] == [1, 2, 3]
     for key in ("loss", "loss_over_margin", "lr", "seconds", "val_rsum", "val_i2t_R@1",
@@ -184,6 +211,73 @@ def test_early_stop_on_val_rsum(tmp_path: Path) -> None:
     result = train_model(recipe, "img2txt", **synthetic(), out_dir=tmp_path, progress=False)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.best_epoch == 1
+    # schedule (1, 4, 7, 10): epoch 1, then the epoch the run stopped at
+    assert recipe.train.snapshot_schedule() == (1, 4, 7, 10)
+    assert [s.epoch for s in load_snapshots(tmp_path)] == [1, 3]
+
+
+def test_snapshots_at_chosen_epochs_hold_the_sampled_val_pairs(tmp_path: Path) -> None:
+    data = synthetic()  # 40 images x 5 captions; val = 10 images
+    recipe = small(**{"train.epochs": 5, "train.snapshot_epochs": [2, 3, 5],
+                      "train.snapshot_images": 4})
+    result = train_model(recipe, "img2txt", **data, out_dir=tmp_path, progress=False)
+    snaps = load_snapshots(tmp_path)
+    assert [s.epoch for s in snaps] == [2, 3, 5]
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == [
+        "epoch_002.npz", "epoch_003.npz", "epoch_005.npz"]
+    first = snaps[0]
+    for s in snaps:  # one fixed sample for every epoch
+        np.testing.assert_array_equal(s.image_ids, first.image_ids)
+        np.testing.assert_array_equal(s.caption_ids, first.caption_ids)
+        assert s.metric == "dot"
+        assert s.image_emb.shape == (4, 16) and s.text_emb.shape == (20, 16)
+        assert s.image_emb.dtype == np.float32 and np.isfinite(s.text_emb).all()
+    assert set(first.image_ids) <= set(data["val_images"].tolist())
+    np.testing.assert_array_equal(first.caption_ids,
+                                  np.flatnonzero(np.isin(data["owner"], first.image_ids)))
+    np.testing.assert_array_equal(first.image_ids[first.owner], data["owner"][first.caption_ids])
+    assert not np.allclose(snaps[0].image_emb, snaps[-1].image_emb)  # training moved them
+    # the last snapshot is the final model's embedding of exactly those rows
+    model = train_mod.DualEncoder.from_recipe(recipe, 24, 12)
+    model.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True)["model"])
+    img, txt = train_mod.embed(model, data["image_feats"][first.image_ids],
+                               data["text_feats"][first.caption_ids])
+    np.testing.assert_array_equal(img, snaps[-1].image_emb)
+    np.testing.assert_array_equal(txt, snaps[-1].text_emb)
+    assert result.best_epoch in {r["epoch"] for r in result.history}
+
+
+@pytest.mark.parametrize("name", ["vsepp", "seed"])
+def test_snapshots_do_not_change_training(name: str, tmp_path: Path) -> None:
+    """Same losses, val metrics and weights with snapshots at every epoch and with none."""
+    data = synthetic()
+    base = small(name, **{"train.epochs": 3, "loss.miner": "random",
+                          "image_head.l2_normalize": name != "seed",
+                          "text_head.l2_normalize": name != "seed"})
+    every = recipe_with(base, **{"train.snapshot_epochs": [1, 2, 3]})
+    none = recipe_with(base, **{"train.snapshot_epochs": []})
+    a = train_model(every, "txt2img", **data, out_dir=tmp_path / "a", progress=False)
+    b = train_model(none, "txt2img", **data, out_dir=tmp_path / "b", progress=False)
+    assert len(load_snapshots(tmp_path / "a")) == 3 and not load_snapshots(tmp_path / "b")
+    assert val_rows(a.history) == val_rows(b.history)  # exactly equal, not approximately
+    for va, vb in zip(a.model.state_dict().values(), b.model.state_dict().values(),
+                      strict=True):
+        assert torch.equal(va, vb)
+
+
+def test_resume_accepts_a_state_saved_before_snapshot_fields_existed(tmp_path: Path) -> None:
+    data = synthetic()
+    recipe = small(**{"train.epochs": 2})
+    first = train_model(recipe, "img2txt", **data, out_dir=tmp_path, progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    for key in ("snapshot_epochs", "snapshot_images"):
+        del state["recipe"]["train"][key]
+    torch.save(state, tmp_path / "last.pt")
+    again = train_model(recipe, "img2txt", **data, out_dir=tmp_path, progress=False)
+    assert again.history == first.history
+    with pytest.raises(XmrError, match="another recipe or direction"):
+        train_model(recipe_with(recipe, **{"train.snapshot_images": 5}), "img2txt", **data,
+                    out_dir=tmp_path, progress=False)
 
 
 def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> None:
@@ -198,9 +292,11 @@ def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> N
         train_model(small(**{"train.epochs": 1}), "img2txt", **{**data, "val_images":
                     other["val_images"], "train_images": other["train_images"]},
                     out_dir=tmp_path, progress=False)
+    (tmp_path / "snapshots" / "epoch_007.npz").write_bytes(b"from an older run")
     fresh = train_model(small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path,
                         progress=False, resume=False)
     assert [r["epoch"] for r in fresh.history] == [1, 2]
+    assert [s.epoch for s in load_snapshots(tmp_path)] == [1, 2]
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,10 @@ class OptimConfig(_JsonMixin):
         )
 
 
+#: Snapshots per run when ``TrainConfig.snapshot_epochs`` is None (first, two between, last).
+DEFAULT_SNAPSHOTS: int = 4
+
+
 @dataclass(frozen=True)
 class TrainConfig(_JsonMixin):
     """The loop: ``epochs`` passes over all training (image, caption) pairs in batches of
@@ -216,7 +220,14 @@ class TrainConfig(_JsonMixin):
     rows embedded at once during validation. ``precision="bf16"`` runs the heads' forward
     and backward under bfloat16 autocast during training (about 1.3x faster per step on a
     CPU with native bf16 matmul; much slower on one without); the loss, the optimiser
-    state and validation stay float32."""
+    state and validation stay float32.
+
+    Snapshots: after each epoch in ``snapshot_epochs`` (1-based) the embeddings of a fixed
+    seeded sample of ``snapshot_images`` val images and all their captions are saved under
+    ``snapshots/`` beside the checkpoints (:func:`xmr_utils.train.load_snapshots`). None
+    means :data:`DEFAULT_SNAPSHOTS` epochs spread evenly over the schedule, first and last
+    included; an empty tuple saves none. An early stop also snapshots the epoch it stopped
+    at. Snapshots never touch the random streams: training is the same with or without."""
 
     epochs: int = 30
     batch_size: int = 128
@@ -225,6 +236,8 @@ class TrainConfig(_JsonMixin):
     eval_every: int = 1
     eval_batch_size: int = 4096
     precision: str = "fp32"
+    snapshot_epochs: tuple[int, ...] | None = None
+    snapshot_images: int = 100
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
@@ -236,6 +249,27 @@ class TrainConfig(_JsonMixin):
         _check(self.eval_every > 0, f"eval_every must be > 0, got {self.eval_every}")
         _check(self.eval_batch_size > 0, f"eval_batch_size must be > 0, got {self.eval_batch_size}")
         _check_choice("precision", self.precision, PRECISIONS)
+        if self.snapshot_epochs is not None:
+            e = self.snapshot_epochs
+            _check(
+                all(1 <= x <= self.epochs for x in e) and list(e) == sorted(set(e)),
+                f"snapshot_epochs must be increasing epochs within 1..{self.epochs}, got {e}",
+            )
+        _check(
+            self.snapshot_images >= 2,
+            f"snapshot_images must be >= 2, got {self.snapshot_images}",
+        )
+
+    def snapshot_schedule(self) -> tuple[int, ...]:
+        """The 1-based epochs that are snapshotted (before any early stop), e.g. 12 epochs ->
+        ``(1, 5, 8, 12)``."""
+        if self.snapshot_epochs is not None:
+            return self.snapshot_epochs
+        n = min(DEFAULT_SNAPSHOTS, self.epochs)
+        if n == 1:
+            return (self.epochs,)
+        spread = (1 + (self.epochs - 1) * k / (n - 1) for k in range(n))
+        return tuple(sorted({int(x + 0.5) for x in spread}))
 
 
 @dataclass(frozen=True)

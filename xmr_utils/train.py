@@ -15,7 +15,10 @@ split is embedded and scored (:func:`xmr_utils.metrics.retrieval_metrics`,
 :func:`xmr_utils.diagnostics.collapse_stats`); the best val rsum is kept in
 ``out_dir/best.pt``. ``out_dir/last.pt`` holds everything needed to resume (model,
 loss, optimiser, scheduler, and every RNG state), and ``out_dir/history.jsonl`` one flat
-JSON row per epoch. A run killed mid-way and restarted with ``resume=True`` continues
+JSON row per epoch. At the epochs ``recipe.train.snapshot_schedule()`` names,
+``out_dir/snapshots/epoch_NNN.npz`` keeps the embeddings of a fixed sample of val images
+and their captions (:func:`load_snapshots`), so the joint space can be drawn as it evolves.
+A run killed mid-way and restarted with ``resume=True`` continues
 from ``last.pt`` and ends with the same result as an uninterrupted run (CPU, same
 thread count).
 
@@ -47,6 +50,7 @@ from xmr_utils.losses import build_loss
 DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
 CHECKPOINT_FORMAT = "xmr-dual-encoder/1"
 RESUME_FORMAT = "xmr-train-state/1"
+SNAPSHOT_DIR = "snapshots"
 
 
 @dataclass
@@ -230,6 +234,107 @@ def _check_inputs(
     return owner, train_split, val_split
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The joint space after one epoch, on a fixed sample of val images and their captions.
+
+    ``image_ids [n]`` and ``caption_ids [m]`` index the full ``image_feats`` / ``text_feats``
+    (corpus indices); ``owner [m]`` maps each caption to its image's row in ``image_ids``;
+    ``image_emb [n, D]`` and ``text_emb [m, D]`` are the eval-mode embeddings; ``metric`` is
+    the model's retrieval score (``dot`` or ``neg_sqeuclidean``).
+    """
+
+    epoch: int
+    image_ids: np.ndarray
+    caption_ids: np.ndarray
+    owner: np.ndarray
+    image_emb: np.ndarray
+    text_emb: np.ndarray
+    metric: str
+    path: Path
+
+
+def snapshot_sample(
+    val_images: np.ndarray, owner: np.ndarray, n_images: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The snapshot sample: ``min(n_images, len(val_images))`` val images drawn with a numpy
+    generator seeded by ``seed`` (never torch's streams) and all their captions.
+
+    Returns ``(image_ids [n], caption_ids [m], local_owner [m])``, ids sorted; ``owner [N_cap]``
+    maps every caption to its image.
+    """
+    val_images = np.sort(np.asarray(val_images, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(val_images), size=min(n_images, len(val_images)), replace=False)
+    image_ids = val_images[np.sort(pick)]
+    caption_ids = np.flatnonzero(np.isin(owner, image_ids))
+    return image_ids, caption_ids, np.searchsorted(image_ids, owner[caption_ids])
+
+
+def _snapshot_path(out_dir: Path, epoch: int) -> Path:
+    return Path(out_dir) / SNAPSHOT_DIR / f"epoch_{epoch:03d}.npz"
+
+
+def _save_snapshot(
+    model: DualEncoder,
+    sample: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    epoch: int,
+    path: Path,
+    batch_size: int,
+) -> None:
+    """Embed the sample (eval mode, no RNG drawn) and write it atomically to ``path``."""
+    image_ids, caption_ids, owner, image_x, text_x = sample
+    img, txt = embed(model, image_x, text_x, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        np.savez(
+            fh,
+            epoch=np.int64(epoch),
+            image_ids=image_ids,
+            caption_ids=caption_ids,
+            owner=owner,
+            image_emb=img,
+            text_emb=txt,
+            metric=np.str_(model.metric),
+        )
+    os.replace(tmp, path)
+
+
+def load_snapshots(out_dir: str | Path) -> list[Snapshot]:
+    """Every snapshot a training run wrote under ``out_dir/snapshots/``, by epoch (may be
+    empty: a run trained before snapshots existed, or with ``snapshot_epochs=()``)."""
+    snapshots = []
+    for path in sorted((Path(out_dir) / SNAPSHOT_DIR).glob("epoch_*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                snapshots.append(
+                    Snapshot(
+                        epoch=int(z["epoch"]),
+                        image_ids=z["image_ids"],
+                        caption_ids=z["caption_ids"],
+                        owner=z["owner"],
+                        image_emb=z["image_emb"],
+                        text_emb=z["text_emb"],
+                        metric=str(z["metric"]),
+                        path=path,
+                    )
+                )
+        except (OSError, ValueError, KeyError) as exc:
+            raise XmrError(
+                f"{path} is not a readable snapshot ({exc}); retrain to rewrite it"
+            ) from None
+    return sorted(snapshots, key=lambda snap: snap.epoch)
+
+
+def _clear_snapshots(out_dir: Path, after_epoch: int) -> None:
+    """Remove snapshots of epochs > ``after_epoch`` (they belong to no saved training state)."""
+    for path in (Path(out_dir) / SNAPSHOT_DIR).glob("epoch_*.npz"):
+        stem = path.stem.removeprefix("epoch_")
+        if not stem.isdigit() or int(stem) > after_epoch:
+            path.unlink()
+
+
 def _tensor(x: np.ndarray, device: torch.device, name: str) -> Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
     if not bool(torch.isfinite(t).all()):
@@ -364,11 +469,12 @@ def train_model(
         text_feats: ``[N_cap, Dt]`` caption features.
         owner: ``[N_cap]`` int, caption -> image index.
         train_images / val_images: image indices of the two splits (disjoint).
-        out_dir: receives ``best.pt``, ``last.pt`` and ``history.jsonl``.
+        out_dir: receives ``best.pt``, ``last.pt``, ``history.jsonl`` and ``snapshots/``.
         device: torch device for training.
         progress: show a tqdm bar.
         resume: continue from ``out_dir/last.pt`` when it exists (a finished run is
-            returned as is); False starts over and replaces the three files.
+            returned as is; snapshots of finished epochs are kept, later ones written);
+            False starts over and replaces the files.
 
     Raises:
         XmrError: unknown direction, mismatched shapes, empty or overlapping splits,
@@ -390,6 +496,7 @@ def train_model(
     if not resume:  # start over: no stale state from an earlier run may survive a crash
         for path in (best_path, last_path, hist_path):
             path.unlink(missing_ok=True)
+        _clear_snapshots(out_dir, 0)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
@@ -406,7 +513,7 @@ def train_model(
             ckpt = torch.load(last_path, map_location=dev, weights_only=True)
             if ckpt.get("format") != RESUME_FORMAT:
                 raise XmrError(f"{last_path} is not an xmr training state; remove it")
-            if ckpt["recipe"] != recipe.to_dict() or ckpt["direction"] != direction:
+            if not _same_recipe(ckpt["recipe"], recipe) or ckpt["direction"] != direction:
                 raise XmrError(
                     f"{last_path} was written by another recipe or direction; pass "
                     f"resume=False or use a new out_dir"
@@ -423,6 +530,7 @@ def train_model(
             state = ckpt["state"]
             history = _read_history(hist_path, state["epoch"])
         _write_history(hist_path, history)
+        _clear_snapshots(out_dir, state["epoch"])
 
         if not state["stopped"] and state["epoch"] < cfg.epochs:
             pairs = TrainPairs(
@@ -432,12 +540,22 @@ def train_model(
                 pair_captions=torch.from_numpy(train.captions).to(dev),
             )
             val_img, val_txt = image_feats[val.images], text_feats[val.captions]
+            snap_images, snap_captions, snap_owner = snapshot_sample(
+                val.images, owner, cfg.snapshot_images, cfg.seed
+            )
             _train_loop(
                 recipe, direction, model, loss_fn, optimizer, scheduler, pairs,
                 (val_img, val_txt, val.owner), state, history,
                 shuffle_gen=shuffle_gen, miner_gen=miner_gen, device=dev,
                 files=(best_path, last_path, hist_path), fingerprint=fingerprint,
                 progress=progress,
+                snapshot=(
+                    snap_images,
+                    snap_captions,
+                    snap_owner,
+                    image_feats[snap_images],
+                    text_feats[snap_captions],
+                ),
             )
 
     model, _, meta = load_model(best_path, device=device)
@@ -470,12 +588,15 @@ def _train_loop(
     files: tuple[Path, Path, Path],
     fingerprint: str,
     progress: bool,
+    snapshot: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
-    """Epochs ``state["epoch"] .. epochs-1``: train, validate, checkpoint, early-stop."""
+    """Epochs ``state["epoch"] .. epochs-1``: train, validate, snapshot, checkpoint,
+    early-stop. ``snapshot`` is ``(image_ids, caption_ids, owner, image_x, text_x)``."""
     from tqdm.auto import tqdm
 
     cfg = recipe.train
     best_path, last_path, hist_path = files
+    schedule = cfg.snapshot_schedule()
     steps = pairs.n_batches(cfg.batch_size)
     bar = tqdm(
         total=steps * cfg.epochs,
@@ -522,6 +643,15 @@ def _train_loop(
                     if cfg.patience is not None and state["bad"] >= cfg.patience:
                         state["stopped"] = True
                 bar.set_postfix(loss=f"{mean_loss:.4f}", rsum=f"{val['val_rsum']:.1f}")
+            if schedule and (epoch + 1 in schedule or state["stopped"]):
+                # before last.pt: an epoch in the saved state always has its snapshot
+                _save_snapshot(
+                    model,
+                    snapshot,
+                    epoch + 1,
+                    _snapshot_path(best_path.parent, epoch + 1),
+                    cfg.eval_batch_size,
+                )
             history.append(row)
             with hist_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
@@ -546,6 +676,15 @@ def _train_loop(
                 break
     finally:
         bar.close()
+
+
+def _same_recipe(saved: dict[str, Any], recipe: Recipe) -> bool:
+    """Whether a recipe read from a checkpoint is ``recipe`` (fields added since it was
+    written take their defaults)."""
+    try:
+        return Recipe.from_dict(saved) == recipe
+    except XmrError:
+        return False
 
 
 def _best_checkpoint(
