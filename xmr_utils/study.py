@@ -499,3 +499,115 @@ def joint_space_panels(
     if not panels:
         raise XmrError(f"no {direction} model in {data.run_dir / 'models'}; run 02/03 first")
     return panels
+
+
+# ---------------------------------------------------------------- notebook 05: snapshots
+
+
+@dataclass(frozen=True)
+class SnapshotPanel:
+    """One model's joint space after ``epoch``, projected to 2-D (a panel of the snapshot grid).
+
+    ``image_xy [n, 2]`` and ``caption_xy [m, 2]`` come from one UMAP fit of both modalities;
+    ``pairs [m, 2]`` holds (image row, caption row) of every true pair; ``stats`` is the
+    history row of that epoch (``val_*`` metrics and collapse statistics on the whole val
+    split; empty when that epoch was not validated).
+    """
+
+    recipe: str
+    direction: str
+    epoch: int
+    image_xy: np.ndarray
+    caption_xy: np.ndarray
+    pairs: np.ndarray
+    stats: dict[str, Any]
+
+
+def _snapshot_recipes(run_dir: Path, direction: str, recipes: str | Sequence[str]) -> list[str]:
+    """The rows of the snapshot grid: ``recipes`` as given, else the run's ``recipes``
+    parameter (notebooks 02/03), else every trained model of ``direction``."""
+    if isinstance(recipes, str):
+        names = [n.strip() for n in recipes.split(",") if n.strip()]
+    else:
+        names = list(recipes)
+    if names:
+        return names
+    recorded = read_params(run_dir).get("recipes", "") if (run_dir / "params.json").exists() else ""
+    names = [n.strip() for n in str(recorded).split(",") if n.strip()]
+    names = [n for n in names if model_dir(run_dir, direction, n).is_dir()]
+    if not names:
+        prefix = f"{direction}-"
+        names = sorted(p.name[len(prefix) :] for p in (run_dir / "models").glob(prefix + "*"))
+    if not names:
+        raise XmrError(f"no {direction} model under {run_dir / 'models'}; run 02/03 first")
+    return names
+
+
+def snapshot_panels(
+    run_dir: Path,
+    direction: str = "img2txt",
+    recipes: str | Sequence[str] = "",
+    *,
+    points: int = 300,
+    seed: int = 0,
+) -> dict[str, list[SnapshotPanel]]:
+    """UMAP of the training snapshots of ``direction``'s models: recipe -> panels by epoch.
+
+    ``recipes`` (comma string or names) sets the rows and their order; empty takes the run's
+    ``recipes`` parameter. At most ``points`` of the snapshot's images (seeded, the same at
+    every epoch) are projected with all their captions; one UMAP fit per panel on both
+    modalities together (cosine for cosine models, euclidean for squared-L2 ones).
+    """
+    import json
+
+    from xmr_utils.train import load_snapshots
+    from xmr_utils.viz import umap_2d
+
+    if direction not in DIRECTIONS:
+        raise unknown_choice("direction", direction, DIRECTIONS)
+    if points < 2:
+        raise XmrError(f"points must be at least 2 images, got {points}")
+    run_dir = Path(run_dir)
+    panels: dict[str, list[SnapshotPanel]] = {}
+    for recipe in _snapshot_recipes(run_dir, direction, recipes):
+        folder = model_dir(run_dir, direction, recipe)
+        snapshots = load_snapshots(folder)
+        if not snapshots:
+            raise XmrError(
+                f"no training snapshots in {folder / 'snapshots'}; train {direction}-{recipe} "
+                f"again (notebook 02/03) to write them"
+            )
+        hist = folder / "history.jsonl"
+        rows = (
+            [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
+            if hist.exists()
+            else []
+        )
+        by_epoch = {int(r["epoch"]): r for r in rows}
+        n = len(snapshots[0].image_ids)
+        keep = np.arange(n)
+        if n > points:
+            keep = np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
+        panels[recipe] = []
+        for snap in snapshots:
+            cap_rows = np.flatnonzero(np.isin(snap.owner, keep))
+            owner = np.searchsorted(keep, snap.owner[cap_rows])
+            img, txt = snap.image_emb[keep], snap.text_emb[cap_rows]
+            xy = umap_2d(
+                np.concatenate([img, txt]),
+                seed=seed,
+                metric="cosine" if snap.metric == "dot" else "euclidean",
+            )
+            row = by_epoch.get(snap.epoch, {})
+            panels[recipe].append(
+                SnapshotPanel(
+                    recipe=recipe,
+                    direction=direction,
+                    epoch=snap.epoch,
+                    image_xy=xy[: len(img)],
+                    caption_xy=xy[len(img) :],
+                    pairs=np.stack([owner, np.arange(len(cap_rows))], axis=1),
+                    stats={k: v for k, v in row.items() if k.startswith("val_")},
+                )
+            )
+    return panels

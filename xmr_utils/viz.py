@@ -218,3 +218,149 @@ def text_to_image_grid(
     fig.suptitle(f"{title}  text → image: top images (green frame = the caption's image)",
                  fontsize=10)
     return fig
+
+
+# ---------------------------------------------------------------- notebook 05: collapse over time
+
+#: Columns of :func:`collapse_curves`: title -> (key of the image/anchor side, key of the
+#: caption side or None); the history rows are those of ``history.jsonl``.
+COLLAPSE_CURVES: dict[str, tuple[str, str | None]] = {
+    "triplet loss / margin": ("loss_over_margin", None),
+    "mean pairwise cosine (val)": ("val_img_mean_pairwise_cosine", "val_txt_mean_pairwise_cosine"),
+    "effective rank (val)": ("val_img_effective_rank", "val_txt_effective_rank"),
+    "distinct top-1 share (val)": ("val_distinct_top1_i2t", "val_distinct_top1_t2i"),
+    "collapsed (rule)": ("val_collapsed", None),
+}
+
+
+def _recipe_colours(recipes: Sequence[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {r: cmap(i % 10) for i, r in enumerate(dict.fromkeys(recipes))}
+
+
+def collapse_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
+    """The collapse statistics per epoch, the recipes side by side on shared axes.
+
+    ``histories``: ``"<direction>-<recipe>"`` -> history rows (``study.load_histories``).
+    One row of panels per direction, one column per :data:`COLLAPSE_CURVES` entry, one
+    colour per recipe; image-side (or i2t) statistics solid, caption-side (or t2i) dashed;
+    the thresholds of :data:`xmr_utils.diagnostics.COLLAPSE_RULE` dotted.
+    """
+    from matplotlib.lines import Line2D
+
+    from xmr_utils.diagnostics import MAX_MEAN_COSINE, MIN_DISTINCT_TOP1, MIN_EFFECTIVE_RANK
+
+    thresholds = {
+        "val_img_mean_pairwise_cosine": MAX_MEAN_COSINE,
+        "val_img_effective_rank": MIN_EFFECTIVE_RANK,
+        "val_distinct_top1_i2t": MIN_DISTINCT_TOP1,
+    }
+    runs = [
+        (label.split("-", 1)[0], label.split("-", 1)[1], rows) for label, rows in histories.items()
+    ]
+    directions = list(dict.fromkeys(d for d, _, _ in runs))
+    colours = _recipe_colours([r for _, r, _ in runs])
+    fig = Figure(figsize=(3.4 * len(COLLAPSE_CURVES), 2.9 * len(directions)))
+    axes = fig.subplots(len(directions), len(COLLAPSE_CURVES), squeeze=False)
+    for i, direction in enumerate(directions):
+        for j, (title, keys) in enumerate(COLLAPSE_CURVES.items()):
+            ax = axes[i, j]
+            for d, recipe, rows in runs:
+                if d != direction:
+                    continue
+                for key, style in zip(keys, ("-", "--"), strict=True):
+                    points = [
+                        (r["epoch"], float(r[key]))
+                        for r in rows
+                        if key is not None and r.get(key) is not None
+                    ]
+                    if points:
+                        ax.plot(
+                            *zip(*points, strict=True),
+                            style,
+                            marker=".",
+                            ms=4,
+                            color=colours[recipe],
+                        )
+            if keys[0] in thresholds:
+                ax.axhline(thresholds[keys[0]], color="black", lw=0.8, ls=":")
+            if keys[0] == "loss_over_margin":
+                ax.set_yscale("log")
+            if keys[0] == "val_collapsed":
+                ax.set_yticks([0, 1], ["no", "yes"])
+                ax.set_ylim(-0.2, 1.2)
+            ax.set_title(f"{direction}: {title}", fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=c, label=r) for r, c in colours.items()]
+    handles += [
+        Line2D([], [], color="grey", ls="-", label="image side / i2t"),
+        Line2D([], [], color="grey", ls="--", label="caption side / t2i"),
+        Line2D([], [], color="black", ls=":", label="collapse threshold"),
+    ]
+    axes[0, 0].legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _snapshot_title(panel: Any) -> tuple[str, bool]:
+    """Title lines of one snapshot panel and whether the val collapse rule fired then."""
+    s = panel.stats
+    lines = [
+        f"epoch {panel.epoch}" + (f" · val rsum {s['val_rsum']:.0f}" if "val_rsum" in s else "")
+    ]
+    if "val_img_mean_pairwise_cosine" in s:
+        lines.append(
+            f"mean cos img {s['val_img_mean_pairwise_cosine']:.2f} · "
+            f"txt {s['val_txt_mean_pairwise_cosine']:.2f}"
+        )
+        lines.append(
+            f"distinct top-1 i2t {s['val_distinct_top1_i2t']:.2f} · "
+            f"t2i {s['val_distinct_top1_t2i']:.2f}"
+        )
+    collapsed = bool(s.get("val_collapsed", False))
+    if "val_collapsed" in s:
+        lines.append("COLLAPSED" if collapsed else "not collapsed")
+    return "\n".join(lines), collapsed
+
+
+def snapshot_grid(panels: Mapping[str, Sequence[Any]], title: str = "") -> Figure:
+    """The joint space as training goes (``study.snapshot_panels``): one row per recipe, one
+    column per snapshot epoch; images and captions in two colours, a thin grey line from each
+    caption to its true image. Each title gives the epoch and that epoch's val collapse
+    statistics (whole val split), in red when the collapse rule fired."""
+    from matplotlib.collections import LineCollection
+
+    rows = [recipe for recipe, row in panels.items() if row]
+    if not rows:
+        raise ValueError("snapshot_grid needs at least one panel")
+    cols = max(len(panels[r]) for r in rows)
+    fig = Figure(figsize=(3.2 * cols, 3.7 * len(rows)))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for i, recipe in enumerate(rows):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(panels[recipe]):
+                ax.set_axis_off()
+                continue
+            p = panels[recipe][j]
+            segments = np.stack([p.image_xy[p.pairs[:, 0]], p.caption_xy[p.pairs[:, 1]]], axis=1)
+            ax.add_collection(LineCollection(segments, colors="grey", linewidths=0.3, alpha=0.5))
+            ax.scatter(
+                *p.caption_xy.T, s=5, c=MODALITY_COLOURS["caption"], alpha=0.7, label="caption"
+            )
+            ax.scatter(*p.image_xy.T, s=10, c=MODALITY_COLOURS["image"], alpha=0.85, label="image")
+            ax.autoscale_view()
+            text, collapsed = _snapshot_title(p)
+            ax.set_title(text, fontsize=8, color="#c0392b" if collapsed else "black")
+            if j == 0:
+                ax.set_ylabel(f"{recipe} ({p.direction})", fontsize=10)
+    axes[0, 0].legend(fontsize=7, loc="best", markerscale=2)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
