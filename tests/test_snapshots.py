@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from xmr_utils import study, viz
 from xmr_utils.config import RECIPES, recipe_with
 from xmr_utils.errors import XmrError
-from xmr_utils.train import train_model
+from xmr_utils.train import load_snapshots, train_model
 
 SMALL = {
     "image_head.hidden": [32],
@@ -94,6 +94,20 @@ def test_snapshot_panels_project_every_snapshot(run_dir: Path) -> None:
     ]
 
 
+def test_caption_top1_is_the_models_own_first_image(run_dir: Path) -> None:
+    panels = study.snapshot_panels(run_dir, "img2txt", points=8)  # all 8 sampled images
+    for recipe, rows in panels.items():
+        snaps = load_snapshots(study.model_dir(run_dir, "img2txt", recipe))
+        for panel, snap in zip(rows, snaps, strict=True):
+            img, txt = snap.image_emb.astype(np.float64), snap.text_emb.astype(np.float64)
+            if snap.metric == "dot":
+                expected = (txt @ img.T).argmax(axis=1)
+            else:
+                expected = ((txt[:, None, :] - img[None]) ** 2).sum(-1).argmin(axis=1)
+            np.testing.assert_array_equal(panel.caption_top1, expected)
+            np.testing.assert_array_equal(panel.pairs[:, 0], snap.owner)
+
+
 def test_snapshot_grid_is_drawn_and_saved(run_dir: Path) -> None:
     panels = study.snapshot_panels(run_dir, "img2txt", points=8)
     fig = viz.snapshot_grid(panels, title="img2txt")
@@ -102,7 +116,13 @@ def test_snapshot_grid_is_drawn_and_saved(run_dir: Path) -> None:
     assert len(fig.axes) == 6 and len(drawn) == 5  # 2 x 3 grid, seed has 2 snapshots
     assert drawn[0].get_title().startswith("epoch 1 · val rsum")
     assert "mean cos img" in drawn[0].get_title()
-    assert len(drawn[0].collections) == 3  # pair lines, captions, images
+    lines, _, images = drawn[0].collections  # pair lines, captions, images
+    first = panels["seed"][0]
+    share = np.bincount(first.caption_top1, minlength=8) / 40
+    np.testing.assert_allclose(images.get_sizes(), 8 + 600 * share)  # hubs drawn larger
+    hits = (first.caption_top1 == first.pairs[:, 0]).mean()
+    assert f"{hits:.0%} of captions first retrieve their image" in drawn[0].get_title()
+    assert len(lines.get_segments()) == 40
     path = viz.save(fig, run_dir, "05_snapshots_img2txt")
     assert path == run_dir / "figures" / "05_snapshots_img2txt.png"
     assert path.stat().st_size > 10_000

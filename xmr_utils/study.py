@@ -509,9 +509,11 @@ class SnapshotPanel:
     """One model's joint space after ``epoch``, projected to 2-D (a panel of the snapshot grid).
 
     ``image_xy [n, 2]`` and ``caption_xy [m, 2]`` come from one UMAP fit of both modalities;
-    ``pairs [m, 2]`` holds (image row, caption row) of every true pair; ``stats`` is the
-    history row of that epoch (``val_*`` metrics and collapse statistics on the whole val
-    split; empty when that epoch was not validated).
+    ``pairs [m, 2]`` holds (image row, caption row) of every true pair; ``caption_top1 [m]``
+    is the image row each caption retrieves first among the panel's images under the model's
+    own score (equal to ``pairs[:, 0]`` for a hit); ``stats`` is the history row of that
+    epoch (``val_*`` metrics and collapse statistics on the whole val split; empty when that
+    epoch was not validated).
     """
 
     recipe: str
@@ -520,6 +522,7 @@ class SnapshotPanel:
     image_xy: np.ndarray
     caption_xy: np.ndarray
     pairs: np.ndarray
+    caption_top1: np.ndarray
     stats: dict[str, Any]
 
 
@@ -556,10 +559,13 @@ def snapshot_panels(
     ``recipes`` (comma string or names) sets the rows and their order; empty takes the run's
     ``recipes`` parameter. At most ``points`` of the snapshot's images (seeded, the same at
     every epoch) are projected with all their captions; one UMAP fit per panel on both
-    modalities together (cosine for cosine models, euclidean for squared-L2 ones).
+    modalities together (cosine for cosine models, euclidean for squared-L2 ones). UMAP keeps
+    neighbourhoods, not scale, so each panel also records which image every caption retrieves
+    first (``caption_top1``): a collapsed space shows as a few hub images every caption lands on.
     """
     import json
 
+    from xmr_utils.retrieval import topk
     from xmr_utils.train import load_snapshots
     from xmr_utils.viz import umap_2d
 
@@ -598,6 +604,7 @@ def snapshot_panels(
                 seed=seed,
                 metric="cosine" if snap.metric == "dot" else "euclidean",
             )
+            _, top1 = topk(txt, img, 1, metric=snap.metric, backend="torch")
             row = by_epoch.get(snap.epoch, {})
             panels[recipe].append(
                 SnapshotPanel(
@@ -607,6 +614,7 @@ def snapshot_panels(
                     image_xy=xy[: len(img)],
                     caption_xy=xy[len(img) :],
                     pairs=np.stack([owner, np.arange(len(cap_rows))], axis=1),
+                    caption_top1=top1[:, 0].numpy(),
                     stats={k: v for k, v in row.items() if k.startswith("val_")},
                 )
             )

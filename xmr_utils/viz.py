@@ -328,16 +328,19 @@ def _snapshot_title(panel: Any) -> tuple[str, bool]:
 
 def snapshot_grid(panels: Mapping[str, Sequence[Any]], title: str = "") -> Figure:
     """The joint space as training goes (``study.snapshot_panels``): one row per recipe, one
-    column per snapshot epoch; images and captions in two colours, a thin grey line from each
-    caption to its true image. Each title gives the epoch and that epoch's val collapse
-    statistics (whole val split), in red when the collapse rule fired."""
+    column per snapshot epoch. Images and captions in two colours and a thin line from each
+    caption to its true image, green when that image is also the one the caption retrieves
+    first among the panel's images, grey otherwise; each image is drawn larger the more
+    captions retrieve it first (a hub). Each title gives the epoch and that epoch's val
+    collapse statistics (whole val split), in red when the collapse rule fired."""
     from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
 
     rows = [recipe for recipe, row in panels.items() if row]
     if not rows:
         raise ValueError("snapshot_grid needs at least one panel")
     cols = max(len(panels[r]) for r in rows)
-    fig = Figure(figsize=(3.2 * cols, 3.7 * len(rows)))
+    fig = Figure(figsize=(3.2 * cols, 3.8 * len(rows)))
     axes = fig.subplots(len(rows), cols, squeeze=False)
     for i, recipe in enumerate(rows):
         for j in range(cols):
@@ -348,18 +351,49 @@ def snapshot_grid(panels: Mapping[str, Sequence[Any]], title: str = "") -> Figur
                 ax.set_axis_off()
                 continue
             p = panels[recipe][j]
+            n, m = len(p.image_xy), len(p.caption_xy)
+            hit = p.caption_top1 == p.pairs[:, 0]
             segments = np.stack([p.image_xy[p.pairs[:, 0]], p.caption_xy[p.pairs[:, 1]]], axis=1)
-            ax.add_collection(LineCollection(segments, colors="grey", linewidths=0.3, alpha=0.5))
-            ax.scatter(
-                *p.caption_xy.T, s=5, c=MODALITY_COLOURS["caption"], alpha=0.7, label="caption"
+            ax.add_collection(
+                LineCollection(
+                    segments,
+                    colors=np.where(
+                        hit[:, None], [[0.17, 0.63, 0.17, 0.6]], [[0.5, 0.5, 0.5, 0.3]]
+                    ),
+                    linewidths=np.where(hit, 0.5, 0.3),
+                )
             )
-            ax.scatter(*p.image_xy.T, s=10, c=MODALITY_COLOURS["image"], alpha=0.85, label="image")
+            ax.scatter(*p.caption_xy.T, s=5, c=MODALITY_COLOURS["caption"], alpha=0.7)
+            share = np.bincount(p.caption_top1, minlength=n) / max(m, 1)
+            ax.scatter(
+                *p.image_xy.T,
+                s=8 + 600 * share,
+                c=MODALITY_COLOURS["image"],
+                alpha=0.75,
+                edgecolors="white",
+                linewidths=0.4,
+            )
             ax.autoscale_view()
             text, collapsed = _snapshot_title(p)
+            text += f"\n{hit.mean():.0%} of captions first retrieve their image"
             ax.set_title(text, fontsize=8, color="#c0392b" if collapsed else "black")
             if j == 0:
                 ax.set_ylabel(f"{recipe} ({p.direction})", fontsize=10)
-    axes[0, 0].legend(fontsize=7, loc="best", markerscale=2)
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=3, color=MODALITY_COLOURS["caption"], label="caption"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            ms=5,
+            color=MODALITY_COLOURS["image"],
+            label="image (size: captions retrieving it first)",
+        ),
+        Line2D([], [], color="#2ca02c", label="caption's first image is its own"),
+        Line2D([], [], color="grey", label="caption to its image, missed"),
+    ]
+    axes[0, 0].legend(handles=handles, fontsize=6, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
