@@ -49,6 +49,7 @@ def test_seed_preset_is_the_seed_recipe() -> None:
         1e-3, 8, 0.1, None
     )
     assert (r.train.batch_size, r.train.epochs, r.train.patience) == (1024, 50, None)
+    assert r.train.epoch_pairs == "one_per_image"  # its epoch: one random caption per image
     assert r.metric == "neg_sqeuclidean"
 
 

@@ -360,3 +360,42 @@ def test_sanity_vsepp_learns_synthetic_retrieval(precision: str, tmp_path: Path)
         assert not best["val_collapsed"]
         losses = [r["loss"] for r in result.history]
         assert losses[-1] < losses[0]
+
+
+def _pairs(owner: np.ndarray, epoch_pairs: str) -> train_mod.TrainPairs:
+    n_img = int(owner.max()) + 1
+    return train_mod.TrainPairs(
+        image_feats=torch.zeros(n_img, 2), text_feats=torch.zeros(len(owner), 2),
+        pair_images=torch.from_numpy(owner), pair_captions=torch.arange(len(owner)),
+        epoch_pairs=epoch_pairs,
+    )
+
+
+def test_one_pair_per_image_epoch_draws_each_image_once_with_a_uniform_caption():
+    # images with 1, 3, 7 and 5 captions, listed out of order
+    owner = np.array([3, 0, 2, 1, 2, 1, 2, 3, 2, 2, 1, 2, 3, 2, 3, 3], dtype=np.int64)
+    pairs = _pairs(owner, "one_per_image")
+    assert len(pairs) == 4 and pairs.n_batches(2) == 2 and pairs.n_batches(3) == 1
+    gen = torch.Generator().manual_seed(0)
+    counts = np.zeros(len(owner))
+    for _ in range(3000):
+        order = pairs.epoch_order(gen).numpy()
+        assert sorted(owner[order]) == [0, 1, 2, 3]  # every image once
+        counts[order] += 1
+    for image in range(4):
+        mine = counts[owner == image]
+        np.testing.assert_allclose(mine / 3000, 1 / len(mine), atol=0.03)  # uniform
+    again = pairs.epoch_order(torch.Generator().manual_seed(5))
+    assert torch.equal(again, pairs.epoch_order(torch.Generator().manual_seed(5)))
+    assert len(_pairs(owner, "all")) == len(owner)
+
+
+def test_one_pair_per_image_trains_fewer_steps_and_resumes_identically(tmp_path):
+    data = synthetic()
+    recipe = small(**{"train.epochs": 2, "train.epoch_pairs": "one_per_image"})
+    result = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "a", progress=False)
+    again = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "b", progress=False)
+    assert val_rows(result.history) == val_rows(again.history)
+    full = train_model(small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path / "c",
+                       progress=False)
+    assert val_rows(result.history) != val_rows(full.history)

@@ -29,6 +29,7 @@ DISTANCES: tuple[str, ...] = ("cosine", "sqeuclidean")
 MINER_NAMES: tuple[str, ...] = ("random", "semihard", "hardest")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+EPOCH_PAIRS: tuple[str, ...] = ("all", "one_per_image")
 DEFAULT_RECIPE = "vsepp"
 
 C = TypeVar("C")
@@ -236,6 +237,7 @@ class TrainConfig(_JsonMixin):
     eval_every: int = 1
     eval_batch_size: int = 4096
     precision: str = "fp32"
+    epoch_pairs: str = "all"
     snapshot_epochs: tuple[int, ...] | None = None
     snapshot_images: int = 100
 
@@ -249,6 +251,7 @@ class TrainConfig(_JsonMixin):
         _check(self.eval_every > 0, f"eval_every must be > 0, got {self.eval_every}")
         _check(self.eval_batch_size > 0, f"eval_batch_size must be > 0, got {self.eval_batch_size}")
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("epoch_pairs", self.epoch_pairs, EPOCH_PAIRS)
         if self.snapshot_epochs is not None:
             e = self.snapshot_epochs
             _check(
@@ -337,7 +340,8 @@ RECIPES.register("seed")(
         description=(
             "The seed project's recipe, reproduced as a baseline: unnormalised 4096-d MLP "
             "heads, squared euclidean triplet (margin 1) with one uniformly random negative "
-            "per anchor, Adam 1e-3, StepLR(8, 0.1), batch 1024, 50 epochs, no early stop."
+            "per anchor, Adam 1e-3, StepLR(8, 0.1), batch 1024, 50 epochs of one random "
+            "caption per image (its epoch), no early stop."
         ),
         image_head=HeadConfig(
             hidden=(2048,), out_dim=4096, dropout=0.0, l2_normalize=False, final_dropout=0.5
@@ -349,7 +353,7 @@ RECIPES.register("seed")(
             kind="triplet", distance="sqeuclidean", margin=1.0, miner="random", warmup_epochs=0
         ),
         optim=OptimConfig(lr=1e-3, weight_decay=0.0, step_size=8, gamma=0.1, grad_clip=None),
-        train=TrainConfig(epochs=50, batch_size=1024, patience=None),
+        train=TrainConfig(epochs=50, batch_size=1024, patience=None, epoch_pairs="one_per_image"),
     )
 )
 

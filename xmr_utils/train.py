@@ -83,8 +83,12 @@ class TrainPairs:
     text_feats: Tensor
     pair_images: Tensor
     pair_captions: Tensor
+    epoch_pairs: str = "all"
 
     def __len__(self) -> int:
+        """Pairs per epoch: all pairs, or one per distinct image (``epoch_pairs``)."""
+        if self.epoch_pairs == "one_per_image":
+            return int(torch.unique(self.pair_images).numel())
         return int(self.pair_images.shape[0])
 
     def n_batches(self, batch_size: int) -> int:
@@ -92,10 +96,27 @@ class TrainPairs:
         full, rest = divmod(len(self), batch_size)
         return full + (rest >= 2)
 
+    def epoch_order(self, generator: torch.Generator) -> Tensor:
+        """Pair indices ``[len(self)]`` of one epoch in shuffled order.
+
+        ``one_per_image``: a uniform random key per pair, pairs sorted by (image, key), the
+        first pair of each image kept — one caption per image drawn uniformly — then shuffled.
+        """
+        if self.epoch_pairs == "all":
+            return torch.randperm(len(self), generator=generator)
+        images = self.pair_images.cpu()
+        keys = torch.rand(len(images), generator=generator, dtype=torch.float64)
+        by_image = torch.argsort(images.double() + keys)  # keys < 1 keep images grouped
+        sorted_images = images[by_image]
+        first = torch.ones(len(images), dtype=torch.bool)
+        first[1:] = sorted_images[1:] != sorted_images[:-1]
+        chosen = by_image[first]
+        return chosen[torch.randperm(len(chosen), generator=generator)]
+
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
         """Yield ``(image_x [B, Di], text_x [B, Dt], image_ids [B])`` for one shuffled epoch."""
         device = self.pair_images.device
-        perm = torch.randperm(len(self), generator=generator).to(device)
+        perm = self.epoch_order(generator).to(device)
         for b in range(self.n_batches(batch_size)):
             idx = perm[b * batch_size : (b + 1) * batch_size]
             images = self.pair_images[idx]
@@ -538,6 +559,7 @@ def train_model(
                 text_feats=_tensor(text_feats, dev, "text_feats"),
                 pair_images=torch.from_numpy(owner[train.captions]).to(dev),
                 pair_captions=torch.from_numpy(train.captions).to(dev),
+                epoch_pairs=cfg.epoch_pairs,
             )
             val_img, val_txt = image_feats[val.images], text_feats[val.captions]
             snap_images, snap_captions, snap_owner = snapshot_sample(
