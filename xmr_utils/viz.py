@@ -220,6 +220,48 @@ def text_to_image_grid(
     return fig
 
 
+def save_as(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to the PNG file ``path`` with :func:`save`'s settings, for figures that
+    belong to no run folder (an ablation grid's ``comparison.png``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def ablation_bars(
+    table: Any,
+    label_columns: Sequence[str],
+    value: str = "rsum",
+    title: str = "",
+    models: Sequence[str] = ("img2txt", "txt2img", "fused"),
+) -> Figure:
+    """Horizontal grouped bars of ``value`` from an ablation results frame: one group per row
+    label (the ``label_columns`` values joined, in table order), one bar per model."""
+    import seaborn as sns
+
+    labels = table[list(label_columns)].astype(str).agg(" · ".join, axis=1)
+    frame = table.assign(group=labels)
+    groups = list(dict.fromkeys(frame["group"]))
+    hue_order = [m for m in models if m in set(frame["model"])] + sorted(
+        set(frame["model"]) - set(models)
+    )
+    fig = Figure(figsize=(8, 1.0 + 0.28 * len(groups) * max(len(hue_order), 1)))
+    ax = fig.subplots()
+    sns.barplot(data=frame, y="group", x=value, hue="model", order=groups, hue_order=hue_order,
+                orient="h", errorbar=None, ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.0f", fontsize=7, padding=2)
+    ax.set_ylabel(" · ".join(label_columns))
+    ax.set_xlabel(value)
+    ax.margins(x=0.1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(title="model", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(title or f"{value} per cell")
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- notebook 05: collapse over time
 
 #: Columns of :func:`collapse_curves`: title -> (key of the image/anchor side, key of the
