@@ -501,6 +501,23 @@ def joint_space_panels(
     return panels
 
 
+# ---------------------------------------------------------------- notebook 04: ablation grids
+
+if TYPE_CHECKING:
+    from xmr_utils.ablation import AblationResults
+
+
+def ablation_results(ablation: str) -> AblationResults | None:
+    """Notebook 04's ablation view: ``""`` -> None (nothing shown); ``"latest"`` or an
+    ablation folder -> its ``results.csv`` as a table, ``results.md`` and ``comparison.png``
+    (written by ``python -m xmr_utils.pipeline --grid FILE``)."""
+    if not ablation:
+        return None
+    from xmr_utils.ablation import read_results
+
+    return read_results(ablation)
+
+
 # ---------------------------------------------------------------- notebook 05: snapshots
 
 
