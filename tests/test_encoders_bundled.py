@@ -76,6 +76,42 @@ def test_efficientnet_lite0_loads_the_bundled_imagenet_weights(tmp_path: Path, l
                                rtol=1e-4, atol=1e-4)
 
 
+def test_tta_view_sees_the_whole_square_and_is_mirror_symmetric(tmp_path: Path) -> None:
+    from PIL import ImageOps
+
+    tta = build_image_encoder("efficientnet_lite0:tta")
+    assert tta.spec == "efficientnet_lite0:tta"
+    assert "short=224 crop=224" in tta.preprocessing_id()  # nothing cropped from a square
+    (path,) = draw_jpegs(tmp_path / "a", 1, size=(224, 224))
+    mirrored = tmp_path / "mirrored.png"  # lossless, so the mirror is exact
+    with Image.open(path) as img:
+        img.save(tmp_path / "orig.png")
+        ImageOps.mirror(img).save(mirrored)
+    feats = tta.encode_images([tmp_path / "orig.png", mirrored], num_workers=0, progress=False)
+    np.testing.assert_allclose(feats[0], feats[1], rtol=1e-4, atol=1e-4)
+    pool = build_image_encoder("efficientnet_lite0").encode_images(
+        [tmp_path / "orig.png", mirrored], num_workers=0, progress=False)
+    assert not np.allclose(pool[0], pool[1], atol=1e-3)  # one view alone is not symmetric
+
+
+def test_efficientnet_lite2_loads_its_bundled_weights(tmp_path: Path) -> None:
+    import torch
+
+    from xmr_utils.encoders.efficientnet import LITE_MODELS
+
+    lite2 = build_image_encoder("efficientnet_lite2")
+    assert lite2.weights_id().startswith("efficientnet-lite2-")
+    assert "crop=260" in lite2.preprocessing_id()
+    state = torch.load(LITE_MODELS["efficientnet_lite2"].bundled_weights(), map_location="cpu",
+                       weights_only=True)
+    assert state["_conv_head.weight"].shape[0] == 1280
+    feats = lite2.encode_images(draw_jpegs(tmp_path, 2), num_workers=0, progress=False)
+    assert feats.shape == (2, 1280) and np.isfinite(feats).all()
+    assert not np.allclose(feats[0], feats[1])
+    with pytest.raises(XmrError, match="accepted: pool, tta"):
+        build_image_encoder("efficientnet_lite2:grid")
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_corrupt_jpeg_names_the_file(tmp_path: Path, lite0, workers: int) -> None:
     paths = draw_jpegs(tmp_path, 3)

@@ -232,6 +232,24 @@ def test_efficientnet_lite0_through_the_cache(tmp_path: Path) -> None:
     assert manifest["weights_id"].startswith("efficientnet-lite0-57934424.pth:")
 
 
+def test_concatenated_image_spec_puts_cached_features_side_by_side(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "data", n_images=3)
+    cache = tmp_path / "cache"
+    both = image_features(corpus, "efficientnet_lite0+efficientnet_lite0:tta", cache,
+                          num_workers=0, progress=False)
+    pool = image_features(corpus, "efficientnet_lite0", cache, num_workers=0, progress=False)
+    tta = image_features(corpus, "efficientnet_lite0:tta", cache, num_workers=0, progress=False)
+    assert both.shape == (3, 2560)
+    np.testing.assert_array_equal(both, np.concatenate([pool, tta], axis=1))
+    assert not np.allclose(pool, tta)  # the two views differ
+    assert sorted(p.name for p in (cache / "tiny").glob("*.npy")) == [
+        "efficientnet_lite0__pool.npy", "efficientnet_lite0__tta.npy"]
+    for bad, words in (("efficientnet_lite0+", "empty part"),
+                       ("efficientnet_lite0+efficientnet_lite0", "same encoder twice")):
+        with pytest.raises(XmrError, match=words):
+            image_features(corpus, bad, cache, progress=False)
+
+
 def test_text_features_glove_counts_captions_without_words(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     corpus = make_corpus(tmp_path / "data")

@@ -314,7 +314,7 @@ def _check_registry(path: Path, where: str, name: str, value: Any) -> None:
             from xmr_utils import encoders
 
             build = (
-                encoders.build_image_encoder
+                encoders.build_image_encoders
                 if name == "image_encoder"
                 else (encoders.build_text_encoder)
             )

@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 
 from xmr_utils.data.corpus import CaptionCorpus
-from xmr_utils.encoders import build_image_encoder, build_text_encoder, spec_file_stem
+from xmr_utils.encoders import (
+    build_image_encoder,
+    build_text_encoder,
+    spec_file_stem,
+    split_concatenated,
+)
 from xmr_utils.encoders.base import ImageEncoder, TextEncoder
 from xmr_utils.errors import XmrError
 
@@ -254,7 +259,9 @@ def image_features(
     """Image features ``[N_img, D]`` float32 of ``corpus`` for encoder ``spec``, cached.
 
     Args:
-        spec: ``name`` or ``name:variant`` of :data:`~xmr_utils.encoders.IMAGE_ENCODERS`.
+        spec: ``name`` or ``name:variant`` of :data:`~xmr_utils.encoders.IMAGE_ENCODERS`;
+            ``a+b`` puts the features of several encoders side by side (``[N_img, Da + Db]``,
+            each cached on its own).
         cache_dir: feature cache root; files go to ``cache_dir/<corpus.name>/``.
         num_workers: image-decoding processes (None: ``min(2, cpu count)``).
         chunk_size: images per resumable chunk.
@@ -264,6 +271,14 @@ def image_features(
     Imported features (:func:`import_vgg_feats_mat`) for the same spec and images are reused
     without loading any weights.
     """
+    parts = split_concatenated(spec) if encoder is None else (spec,)
+    if len(parts) > 1:
+        return np.concatenate(
+            [image_features(corpus, part, cache_dir, batch_size=batch_size, device=device,
+                            num_workers=num_workers, progress=progress, chunk_size=chunk_size,
+                            **encoder_options) for part in parts],
+            axis=1,
+        )
     enc = encoder if encoder is not None else build_image_encoder(spec, **encoder_options)
     paths = cache_paths(Path(cache_dir), corpus.name, enc.spec)
     if _imported_match(paths, corpus, enc.spec):

@@ -3,7 +3,8 @@
 >>> from xmr_utils.encoders import build_image_encoder, build_text_encoder
 >>> enc = build_text_encoder("glove:mean")        # name or name:variant, options as keywords
 >>> sorted(IMAGE_ENCODERS)                        # doctest: +NORMALIZE_WHITESPACE
-['efficientnet_lite0', 'faster_rcnn', 'resnet152', 'resnet50', 'vgg16', 'vgg19']
+['efficientnet_lite0', 'efficientnet_lite2', 'faster_rcnn', 'resnet152', 'resnet50',
+ 'vgg16', 'vgg19']
 
 Importing this package is cheap: torch, torchvision, transformers and gensim are imported
 inside the encoders when they first load weights.
@@ -26,9 +27,11 @@ from xmr_utils.encoders.catalog import (
     TEXT_ENCODERS,
     EncoderEntry,
     build_image_encoder,
+    build_image_encoders,
     build_text_encoder,
     parse_spec,
     spec_file_stem,
+    split_concatenated,
 )
 from xmr_utils.encoders.word_vectors import tokenize
 
@@ -40,10 +43,12 @@ __all__ = [
     "TextEncoder",
     "TextReport",
     "build_image_encoder",
+    "build_image_encoders",
     "build_text_encoder",
     "default_num_workers",
     "parse_spec",
     "safe_l2_normalize",
     "spec_file_stem",
+    "split_concatenated",
     "tokenize",
 ]

