@@ -29,7 +29,7 @@ def test_every_preset_round_trips_through_json(name: str) -> None:
 
 
 def test_presets_present_and_default() -> None:
-    assert set(RECIPES) == {"seed", "vsepp", "semihard", "infonce"}
+    assert set(RECIPES) == {"seed", "vsepp", "semihard", "infonce", "infonce_linear"}
     assert DEFAULT_RECIPE == "vsepp"
 
 

@@ -399,3 +399,16 @@ def test_one_pair_per_image_trains_fewer_steps_and_resumes_identically(tmp_path)
     full = train_model(small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path / "c",
                        progress=False)
     assert val_rows(result.history) != val_rows(full.history)
+
+
+def test_the_two_directions_are_independently_seeded_models(tmp_path):
+    # symmetric InfoNCE is the same loss in both directions: only the seed tells them apart
+    data = synthetic()
+    recipe = small("infonce", **{"train.epochs": 1})
+    a = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "a", progress=False)
+    b = train_model(recipe, "txt2img", **data, out_dir=tmp_path / "b", progress=False)
+    wa = a.model.image_head.layers[0].weight
+    wb = b.model.image_head.layers[0].weight
+    assert not torch.allclose(wa, wb)
+    assert train_mod.direction_seed(7, "img2txt") == 7
+    assert train_mod.direction_seed(7, "txt2img") != 7

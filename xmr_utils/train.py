@@ -23,7 +23,10 @@ from ``last.pt`` and ends with the same result as an uninterrupted run (CPU, sam
 thread count).
 
 Seeding never touches the caller's global RNG state: the loop runs inside
-``torch.random.fork_rng`` with ``torch.manual_seed(recipe.train.seed)``.
+``torch.random.fork_rng`` with ``torch.manual_seed(`` :func:`direction_seed` ``)``. The two
+directions of one recipe get different seeds (``seed`` for img2txt, ``seed + 1000`` for
+txt2img): they are two independently initialised models, so a recipe whose loss is the same
+in both directions (symmetric InfoNCE) still gives two different models to fuse.
 """
 
 from __future__ import annotations
@@ -121,6 +124,12 @@ class TrainPairs:
             idx = perm[b * batch_size : (b + 1) * batch_size]
             images = self.pair_images[idx]
             yield self.image_feats[images], self.text_feats[self.pair_captions[idx]], images
+
+
+def direction_seed(seed: int, direction: str) -> int:
+    """The torch seed of ``direction``'s model: ``seed`` for img2txt, ``seed + 1000`` for
+    txt2img (initialisation, dropout, shuffling and miner draws derive from it)."""
+    return seed + 1000 * DIRECTIONS.index(direction)
 
 
 def run_epoch(
@@ -520,12 +529,13 @@ def train_model(
         _clear_snapshots(out_dir, 0)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(cfg.seed)
+        seed = direction_seed(cfg.seed, direction)
+        torch.manual_seed(seed)
         model, loss_fn, optimizer, scheduler = build_training(
             recipe, image_feats.shape[1], text_feats.shape[1], dev
         )
-        shuffle_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        miner_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 2)
+        shuffle_gen = torch.Generator().manual_seed(seed + 1)
+        miner_gen = torch.Generator(device=dev).manual_seed(seed + 2)
         state = {"epoch": 0, "best_rsum": -math.inf, "best_epoch": 0, "best_val": {},
                  "bad": 0, "stopped": False}
         history: list[dict[str, Any]] = []
