@@ -31,6 +31,21 @@ def test_pairwise_statistics_match_loops() -> None:
     assert diagnostics.uniformity(x) == pytest.approx(math.log(mean_exp), abs=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(40, 300), (300, 40), (64, 64), (3, 500)])
+def test_effective_rank_from_the_gram_matrix_matches_a_direct_svd(shape) -> None:
+    gen = torch.Generator().manual_seed(0)
+    # decaying spectrum, so small singular values matter to the entropy
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    x = x * torch.logspace(0, -3, shape[1], dtype=torch.float64)
+    xc = x - x.mean(dim=0, keepdim=True)
+    s = torch.linalg.svdvals(xc)
+    p = s / s.sum()
+    p = p[p > 0]
+    naive = float(torch.exp(-(p * p.log()).sum()))
+    assert diagnostics.effective_rank(x) == pytest.approx(naive, rel=1e-6)
+    assert diagnostics.effective_rank(x.float()) == pytest.approx(naive, rel=1e-4)
+
+
 def test_effective_rank_closed_forms() -> None:
     # k orthogonal directions with equal spread -> k equal singular values -> rank k
     basis = torch.eye(6, dtype=torch.float64)
