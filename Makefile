@@ -35,5 +35,9 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick
 
+# Real Flickr8k (../shared/datasets/flickr8k or data/flickr8k): every recipe, val split.
+bench-quality: $(STAMP)
+	$(PY) -m benchmarks.bench_quality
+
 clean-venv:
 	rm -rf $(VENV)

@@ -32,6 +32,15 @@ SLOW_SECTIONS: frozenset[str] = frozenset({"e2e"})
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def quality_block(text: str) -> str:
+    """The ``make bench-quality`` section of a RESULTS.md text, markers included ("" if none)."""
+    from benchmarks.bench_quality import END_MARK, START_MARK
+
+    if START_MARK not in text or END_MARK not in text:
+        return ""
+    return START_MARK + text.split(START_MARK, 1)[1].split(END_MARK, 1)[0] + END_MARK + "\n"
+
+
 def run_section(name: str, quick: bool) -> list[Row]:
     """Run ``benchmarks.bench_<name>.run(quick)`` in a subprocess and return its rows."""
     code = (
@@ -90,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine_line()}; {time.perf_counter() - start:.0f} s in all. Times are the median "
         "(min–max) of the stated repeats; ratios are baseline ÷ ours.\n\n" + "\n".join(parts)
     )
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    kept = quality_block(out.read_text()) if out.exists() else ""
+    out.write_text(text + ("\n" + kept if kept else ""))  # `make bench-quality` owns that part
     print(f"[bench] wrote {args.out}")
     return 0
 

@@ -9,7 +9,10 @@ than twenty minutes into ``make bench``. What is not run, and why:
 * ``bench_train.run`` times the seed recipe's 4096-d heads at batch 1024 and ``torch.compile``
   — the step, batching and epoch helpers are tested instead;
 * ``bench_e2e`` runs the whole notebook pipeline and cold numba compiles (minutes) — its
-  subprocess calls are replaced by fakes and the row assembly is tested.
+  subprocess calls are replaced by fakes and the row assembly is tested;
+* ``bench_quality.main`` trains every recipe on real Flickr8k (about 20 minutes) — one case
+  is trained on tiny synthetic features, and the split, table and RESULTS.md merging are
+  tested.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package: import it from the repo
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_data, bench_e2e, bench_eval, bench_search, bench_train  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_data,
+    bench_e2e,
+    bench_eval,
+    bench_quality,
+    bench_search,
+    bench_train,
+)
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     Row,
@@ -446,3 +456,108 @@ def test_run_section_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert failed.section == "broken"
     assert failed.what == "bench_broken failed (exit 1)"
     assert failed.ours == "ValueError: no luck"
+
+
+# ------------------------------------------------------------------ bench_quality
+
+
+def test_selection_split_holds_out_train_images_only() -> None:
+    train = np.arange(100, 160)
+    fit, select = bench_quality.selection_split(train, 10, seed=0)
+    assert len(fit) == 50 and len(select) == 10
+    assert set(fit) | set(select) == set(train) and not set(fit) & set(select)
+    again = bench_quality.selection_split(train[::-1], 10, seed=0)
+    assert np.array_equal(again[1], select)  # seeded, independent of input order
+    assert not np.array_equal(bench_quality.selection_split(train, 10, seed=1)[1], select)
+    with pytest.raises(ValueError, match="cannot hold out 60 of 60"):
+        bench_quality.selection_split(train, 60, seed=0)
+
+
+def tiny_study(n_images: int = 60) -> dict[str, np.ndarray]:
+    """Captions are noisy linear maps of their image's features; 40 fit / 8 select / 12 val."""
+    rng = np.random.default_rng(0)
+    img = rng.standard_normal((n_images, 24)).astype(np.float32)
+    owner = np.repeat(np.arange(n_images), 5)
+    w = rng.standard_normal((24, 12)).astype(np.float32)
+    txt = (img[owner] @ w + 0.3 * rng.standard_normal((len(owner), 12))).astype(np.float32)
+    return {"image_feats": img, "text_feats": txt, "owner": owner, "fit": np.arange(40),
+            "select": np.arange(40, 48), "val": np.arange(48, n_images)}
+
+
+def test_score_case_trains_both_models_and_fuses(tmp_path: Path) -> None:
+    case = bench_quality.QualityCase("lin", "infonce_linear", image_encoder="a",
+                                     overrides={"train.epochs": 3, "train.batch_size": 32,
+                                                "optim.lr": 1e-2})
+    rows = bench_quality.score_case(case, **tiny_study(), out_dir=tmp_path)
+    assert [r.model for r in rows] == ["img2txt", "txt2img", "fused"]
+    for r in rows:
+        assert r.metrics["n_images"] == 12 and r.metrics["n_captions"] == 60
+        assert 0 <= r.metrics["rsum"] <= 600
+    assert rows[0].metrics["rsum"] > 450  # chance on 12 images × 5 captions: about 238
+    assert rows[0].collapsed == "no" and rows[2].collapsed == "—"
+    assert rows[0].best_epoch is not None and rows[0].epochs_run == 3
+    assert rows[2].best_epoch is None and rows[2].train_seconds is None
+    assert (tmp_path / "img2txt" / "best.pt").exists() and (tmp_path / "txt2img").is_dir()
+    table = bench_quality.results_table(rows)
+    lines = table.splitlines()
+    assert len(lines) == 2 + 3 and all(line.count("|") == 15 for line in lines)
+    assert "| lin | fused |" in table and "| — | — |" in table
+
+
+def fake_score(case: str, recipe: str, model: str, rsum: float, encoder: str,
+               collapsed: str = "no") -> bench_quality.ModelScore:
+    metrics = {c: rsum / 6 for c in bench_quality.COLUMNS}
+    metrics.update({"rsum": rsum, "i2t_mAP@10": 0.1, "t2i_mAP@10": 0.2})
+    return bench_quality.ModelScore(case, recipe, model, encoder, metrics, collapsed,
+                                    2, 5, 10.0)
+
+
+def test_report_names_the_best_and_the_seed_and_merges_into_results(tmp_path: Path) -> None:
+    study = bench_quality.STUDY_IMAGE
+    rows = [fake_score("seed", "seed", "img2txt", 40.0, study, "yes (txt_effective_rank < 2.0)"),
+            fake_score("seed", "seed", "txt2img", 30.0, study, "no"),
+            fake_score("good", "vsepp", "fused", 310.0, study, "—"),
+            fake_score("ref", "vsepp", "fused", 400.0, "other")]  # not on the study features
+    cases = [bench_quality.QualityCase("seed", "seed", note="16 of 50 epochs")]
+    block = bench_quality.report(
+        rows, cases, data=Path("/data/f8k"), n_fit=5500, n_select=500, n_val=1000,
+        feature_seconds={"minilm:mean": 0.0}, train_seconds=600.0, command="cmd")
+    assert block.startswith(bench_quality.START_MARK) and block.endswith(
+        bench_quality.END_MARK + "\n")
+    assert "`good`, fused model (img2txt + txt2img scores fused): rsum **310.0**" in block
+    assert "target ≥ 300: met" in block and "10.0 min" in block
+    assert "img2txt: rsum 40.0, collapsed yes (txt_effective_rank < 2.0)" in block
+    assert "- `seed`: 16 of 50 epochs" in block
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Speed\n\n| a |\n")
+    bench_quality.write_section(results, block)
+    bench_quality.write_section(results, block.replace("310.0", "320.0"))  # replaced, once
+    text = results.read_text()
+    assert text.count(bench_quality.START_MARK) == 1 and "320.0" in text and "310.0" not in text
+    assert text.startswith("# Benchmark results\n\n## Speed\n\n| a |\n")
+    # `make bench` rewrites the speed sections and keeps the quality block
+    assert bench_run.quality_block(text) == block.replace("310.0", "320.0")
+    assert bench_run.quality_block("# nothing here") == ""
+
+
+def test_runner_keeps_the_quality_block(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"),))
+    monkeypatch.setattr(bench_run, "run_section",
+                        lambda name, quick: [Row(name, "x", "1.000 s (1.000–1.000)")])
+    out = tmp_path / "RESULTS.md"
+    block = f"{bench_quality.START_MARK}\n## Quality\n\nrsum 321\n{bench_quality.END_MARK}\n"
+    out.write_text("# Benchmark results\n\nold speed table\n\n" + block)
+    assert bench_run.main(["--out", str(out)]) == 0
+    text = out.read_text()
+    assert "old speed table" not in text and "## Alpha things" in text
+    assert text.endswith(block)
+
+
+def test_bench_quality_without_data_says_where_it_looked(capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:
+    assert bench_quality.main(["--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "no Flickr8k folder found" in err and "--data DIR" in err
+    with pytest.raises(SystemExit):
+        bench_quality.main(["--cases", "nope"])
