@@ -105,6 +105,14 @@ def find_flickr8k(explicit: str = "") -> Path | None:
     return None
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it or beside it, else as is."""
+    try:
+        return os.path.relpath(Path(path).resolve(), ROOT)
+    except ValueError:  # another drive
+        return str(path)
+
+
 def selection_split(train_images: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(fit [len - n], select [n])``: ``n`` train images drawn with ``seed``, both sorted."""
     train_images = np.sort(np.asarray(train_images, dtype=np.int64))
@@ -214,7 +222,7 @@ def report(rows: Sequence[ModelScore], cases: Sequence[QualityCase], *, data: Pa
     return (
         f"{START_MARK}\n## Retrieval quality on real Flickr8k (val split)\n\n"
         f"Written by `{command}` (`make bench-quality`) on {time.strftime('%Y-%m-%d')}; "
-        f"{machine_line()}. Data: `{data}` — models fit {n_fit} train images, the epoch is "
+        f"{machine_line()}. Data: `{shown_path(data)}` — models fit {n_fit} train images, the epoch is "
         f"picked on {n_select} held-out train images, scores are on the {n_val} val images "
         f"and their captions (R@K in %, rsum = the six R@K summed, max 600). Every case uses "
         f"`{STUDY_TEXT}` captions; image features `{STUDY_IMAGE}` unless named. "

@@ -400,3 +400,12 @@ def test_two_cell_grid_end_to_end(tmp_path: Path) -> None:
     assert (folder / "comparison.png").stat().st_size > 5000
     assert "| vsepp | synthetic" in (folder / "results.md").read_text()
     assert "recipes" in (folder / "grid.yaml").read_text()
+
+
+@pytest.mark.parametrize("name, n_cells", [("ablation.yaml", 6), ("ablation-flickr8k.yaml", 20)])
+def test_committed_grids_are_valid(name: str, n_cells: int) -> None:
+    from xmr_utils.pipeline import declared_parameters, notebook_paths
+
+    declared = {p.name: declared_parameters(p) for p in notebook_paths()}
+    spec = ablation.load_grid(Path(__file__).resolve().parents[1] / "configs" / name, declared)
+    assert len(spec.cells) == n_cells

@@ -54,12 +54,13 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "epochs": 2,
         "umap_points": 60,
     },
-    # Real images: Flickr8k under data/flickr8k (or pass -p dataset PATH).
+    # Real images: Flickr8k under data/flickr8k (or pass -p dataset PATH), with the features
+    # and recipes of the quality benchmark (benchmarks/bench_quality.py).
     "flickr8k": {
         "dataset": "flickr8k",
-        "image_encoder": "efficientnet_lite0",
+        "image_encoder": "efficientnet_lite0:tta+efficientnet_lite2:tta",
         "text_encoder": "minilm:mean",
-        "recipes": "vsepp,seed",
+        "recipes": "infonce_linear,vsepp,seed",
     },
 }
 
