@@ -27,6 +27,21 @@ def test_split_view_maps_captions_to_local_image_rows(tmp_path: Path) -> None:
         study.split_view(corpus(tmp_path), "val")
 
 
+def test_auto_split_is_test_or_val_when_there_is_no_test(tmp_path: Path) -> None:
+    toy = corpus(tmp_path)
+    assert study.resolve_split(toy, "auto") == "test"
+    assert study.split_view(toy, "auto").name == "test"
+    no_test = CaptionCorpus("f8k", tmp_path, toy.image_files, toy.captions, toy.owner,
+                            {"train": np.array([0, 1]), "val": np.array([4, 2]),
+                             "test": np.array([], dtype=np.int64)})
+    view = study.split_view(no_test, "auto")
+    assert view.name == "val"
+    np.testing.assert_array_equal(view.images, [2, 4])
+    assert study.resolve_split(no_test, "train") == "train"
+    with pytest.raises(XmrError, match="choose another split, or 'auto'"):
+        study.split_view(no_test, "test")
+
+
 def test_fuse_scores_puts_both_models_on_one_scale() -> None:
     rng = np.random.default_rng(0)
     cosine = rng.uniform(-1, 1, size=(4, 6))

@@ -224,7 +224,7 @@ class QueryBrowser:
         ws["results"].value = self.captions_html(self.last_hits)
 
 
-def build_browser(run_dir: Path, split: str = "test", k: int = 5) -> QueryBrowser:
+def build_browser(run_dir: Path, split: str = "auto", k: int = 5) -> QueryBrowser:
     """A browser over ``split`` with every model trained in the run and its text encoder."""
     from xmr_utils import features
     from xmr_utils.runs import resolve_path

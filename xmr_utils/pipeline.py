@@ -183,7 +183,8 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
             cells = " ".join(f"{float(values.get(c, float('nan'))):>10.2f}" for c in cols)
             lines.append(f"{recipe:<10} {model:<8} {cells}")
     split = metrics.get("split", "?")
-    return f"{metrics.get('dataset', '?')}, {split} split\n" + "\n".join(lines)
+    caveat = f"\nnote: {metrics['caveat']}" if metrics.get("caveat") else ""
+    return f"{metrics.get('dataset', '?')}, {split} split\n" + "\n".join(lines) + caveat
 
 
 def build_parser() -> argparse.ArgumentParser:

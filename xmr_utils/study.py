@@ -61,11 +61,26 @@ class SplitView:
     owner: np.ndarray
 
 
+#: The report split a notebook uses by default: ``test``, or ``val`` when the dataset has no
+#: test images (the Flickr8k copy with only train and dev files, say).
+AUTO_SPLIT = "auto"
+
+
+def resolve_split(corpus: CaptionCorpus, split: str) -> str:
+    """``split`` itself, or for ``"auto"``: ``"test"`` when it has images, else ``"val"``."""
+    if split != AUTO_SPLIT:
+        return split
+    return "test" if len(corpus.split_images("test")) else "val"
+
+
 def split_view(corpus: CaptionCorpus, split: str) -> SplitView:
-    """The images, captions and local caption->image owner of ``split``."""
+    """The images, captions and local caption->image owner of ``split`` (``"auto"``: see
+    :func:`resolve_split`); the view's ``name`` is the resolved split."""
+    split = resolve_split(corpus, split)
     images = corpus.split_images(split)
     if len(images) == 0:
-        raise XmrError(f"split {split!r} of {corpus.name} is empty; choose another split")
+        raise XmrError(f"split {split!r} of {corpus.name} is empty; choose another split, or "
+                       f"{AUTO_SPLIT!r} (test when it has images, else val)")
     captions = corpus.split_captions(split)
     owner = np.searchsorted(images, corpus.owner[captions])
     return SplitView(split, images, captions, owner)
@@ -349,7 +364,14 @@ def fuse_scores(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- notebook 04: evaluation
 
 
-def evaluate(data: RunData, split: str = "test") -> dict[str, Any]:
+SELECTION_CAVEAT = (
+    "val is also the split each model's epoch was selected on, so these numbers are "
+    "optimistic; report test, or hold images out of train for selection "
+    "(benchmarks/bench_quality.py does)"
+)
+
+
+def evaluate(data: RunData, split: str = AUTO_SPLIT) -> dict[str, Any]:
     """Metrics of every trained model (and the fusion of each recipe's two models) on
     ``split``, written to ``metrics.json``: ``models[recipe][model] = {i2t_*, t2i_*, rsum}``."""
     from xmr_utils.metrics import retrieval_metrics
@@ -368,12 +390,14 @@ def evaluate(data: RunData, split: str = "test") -> dict[str, Any]:
     params = data.params
     record = {
         "dataset": data.corpus.name,
-        "split": split,
+        "split": view.name,
         "image_encoder": params.get("image_encoder"),
         "text_encoder": params.get("text_encoder"),
         "n_images": int(len(view.images)),
         "n_captions": int(len(view.captions)),
         "models": models,
+        # training picks each model's best epoch on val (notebooks 02/03)
+        "caveat": (SELECTION_CAVEAT if view.name == "val" else ""),
     }
     path = data.run_dir / "metrics.json"
     for key, value in record.items():
@@ -402,7 +426,7 @@ def retrieval_examples(
     data: RunData,
     model: DualEncoder,
     *,
-    split: str = "test",
+    split: str = AUTO_SPLIT,
     queries: int = 4,
     k: int = 5,
     seed: int = 0,
@@ -427,7 +451,7 @@ def retrieval_examples(
 
 
 def example_grids(
-    data: RunData, *, split: str = "test", queries: int = 4, k: int = 5, seed: int = 0
+    data: RunData, *, split: str = AUTO_SPLIT, queries: int = 4, k: int = 5, seed: int = 0
 ) -> dict[str, Any]:
     """Retrieval grids of every trained model, saved under ``figures/``: name -> Figure."""
     from xmr_utils import viz
@@ -452,7 +476,7 @@ def example_grids(
 # ---------------------------------------------------------------- notebook 05: latent space
 
 
-def collapse_table(data: RunData, split: str = "test") -> pd.DataFrame:
+def collapse_table(data: RunData, split: str = AUTO_SPLIT) -> pd.DataFrame:
     """Collapse statistics of every trained model's embeddings of ``split``."""
     import pandas as pd
 
@@ -471,7 +495,7 @@ def joint_space_panels(
     data: RunData,
     *,
     direction: str = "img2txt",
-    split: str = "test",
+    split: str = AUTO_SPLIT,
     points: int = 300,
     seed: int = 0,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
