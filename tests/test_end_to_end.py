@@ -40,7 +40,9 @@ def test_pipeline_runs_every_notebook(tmp_path: Path) -> None:
         assert len((folder / "history.jsonl").read_text().splitlines()) == 2  # smoke: 2 epochs
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert {"00_caption_lengths", "00_samples", "04_rsum", "05_umap_img2txt",
-            "05_collapse_curves", "04_grid_t2i_vsepp_img2txt"} <= figures
+            "05_collapse_curves", "04_grid_t2i_vsepp_img2txt", "05_snapshots_img2txt",
+            "05_snapshots_txt2img"} <= figures
+    assert metrics["caveat"] == ""  # reported on test, not on the selection split
     assert json.loads((run_dir / "finished.json").read_text())["notebook_seconds"]
     assert "rsum" in done.stdout  # the summary table
 
