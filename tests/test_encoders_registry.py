@@ -19,8 +19,8 @@ from xmr_utils.errors import XmrError
 
 
 def test_registries_hold_the_agreed_encoders() -> None:
-    assert set(IMAGE_ENCODERS) == {"efficientnet_lite0", "vgg16", "vgg19", "resnet50",
-                                   "resnet152", "faster_rcnn"}
+    assert set(IMAGE_ENCODERS) == {"efficientnet_lite0", "efficientnet_lite2", "vgg16", "vgg19",
+                                   "resnet50", "resnet152", "faster_rcnn"}
     assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert"}
 
 
