@@ -402,7 +402,7 @@ def test_two_cell_grid_end_to_end(tmp_path: Path) -> None:
     assert "recipes" in (folder / "grid.yaml").read_text()
 
 
-@pytest.mark.parametrize("name, n_cells", [("ablation.yaml", 6), ("ablation-flickr8k.yaml", 20)])
+@pytest.mark.parametrize("name, n_cells", [("ablation.yaml", 12), ("ablation-flickr8k.yaml", 20)])
 def test_committed_grids_are_valid(name: str, n_cells: int) -> None:
     from xmr_utils.pipeline import declared_parameters, notebook_paths
 
