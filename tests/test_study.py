@@ -74,3 +74,11 @@ def test_nearest_neighbours_excludes_the_query_itself() -> None:
     table = study.nearest_neighbours(feats, ["a", "a'", "b", "b'"], queries=4, k=1)
     pairs = dict(zip(table["query"], table["neighbour"], strict=True))
     assert pairs == {"a": "a'", "a'": "a", "b": "b'", "b'": "b"}
+
+
+def test_split_note_states_the_split_and_the_val_caveat() -> None:
+    metrics = {"split": "test", "dataset": "toy", "n_images": 2, "n_captions": 4, "caveat": ""}
+    assert study.split_note(metrics) == ("Reported on the **test** split of toy: 2 images, "
+                                         "4 captions.")
+    val = {**metrics, "split": "val", "caveat": study.SELECTION_CAVEAT}
+    assert study.split_note(val).endswith(f"**Note:** {study.SELECTION_CAVEAT}.")

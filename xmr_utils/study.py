@@ -405,6 +405,14 @@ def evaluate(data: RunData, split: str = AUTO_SPLIT) -> dict[str, Any]:
     return record
 
 
+def split_note(metrics: dict[str, Any]) -> str:
+    """One markdown line: which split ``metrics`` (of :func:`evaluate`) report, its size, and
+    the selection caveat when that split is val."""
+    line = (f"Reported on the **{metrics['split']}** split of {metrics['dataset']}: "
+            f"{metrics['n_images']} images, {metrics['n_captions']} captions.")
+    return line + (f" **Note:** {metrics['caveat']}." if metrics.get("caveat") else "")
+
+
 def results_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     """``metrics.json`` as a table: one row per (recipe, model), metrics as columns."""
     import pandas as pd

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
-LITE_PIPELINE = ImagePipeline(resize=256, crop=224, mean=LITE_MEAN, std=LITE_STD)
 VARIANTS: tuple[str, ...] = ("pool", "tta")
 
 
