@@ -242,11 +242,13 @@ def run(quick: bool = False) -> list[Row]:
     seed_steps = 3 if quick else 6
     seed_step_s = time_steps(tensor_batches(image, text, owner, seed.train.batch_size),
                              seed_step, seed_steps, warmup=1)
-    seed_epoch_steps = len(owner) // seed.train.batch_size
+    # the seed's epoch is one random caption per image (train.epoch_pairs), not every pair
+    seed_pairs = len(np.unique(owner)) if seed.train.epoch_pairs == "one_per_image" else len(owner)
+    seed_epoch_steps = seed_pairs // seed.train.batch_size
     rows.append(Row(
         SECTION,
         f"seed recipe epoch (4096-d heads, batch {seed.train.batch_size}, {seed_epoch_steps} "
-        f"steps), scaled from {seed_steps} steps",
+        f"steps: {seed_pairs:,} pairs, {seed.train.epoch_pairs}), scaled from {seed_steps} steps",
         f"{seed_step_s * seed_epoch_steps:.1f} s",
     ))
     return rows
