@@ -47,10 +47,11 @@ def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Row]:
     ``sizes``: ``(results.csv images, synthetic images)`` instead, for the tests)."""
     import pandas as pd
 
-    from xmr_utils.data import generate, load_corpus, validate
+    from xmr_utils.core.data import generate, load_corpus, validate
 
     n_images, n_synthetic = sizes or (
-        (FLICKR30K_IMAGES // 10, SYNTHETIC_IMAGES // 10) if quick
+        (FLICKR30K_IMAGES // 10, SYNTHETIC_IMAGES // 10)
+        if quick
         else (FLICKR30K_IMAGES, SYNTHETIC_IMAGES)
     )
     repeats = 1 if quick else 3

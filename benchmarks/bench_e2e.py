@@ -25,7 +25,7 @@ DEMO_TARGET_S = 360.0
 UMAP_SNIPPET = """
 import time, numpy as np
 start = time.perf_counter()
-from xmr_utils.viz import umap_2d
+from xmr_utils.app.viz import umap_2d
 umap_2d(np.random.default_rng(0).normal(size=(600, 64)).astype("float32"))
 print(time.perf_counter() - start)
 """
@@ -35,10 +35,23 @@ def time_pipeline(preset: str) -> tuple[float, dict[str, float]]:
     """Seconds of one cold pipeline run and its per-notebook seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "runs" / "bench"
-        cmd = [sys.executable, "-m", "xmr_utils.pipeline", "--preset", preset,
-               "--run-dir", str(run_dir), "--runs-root", str(Path(tmp) / "runs"),
-               "-p", "data_dir", str(Path(tmp) / "data"),
-               "-p", "features_dir", str(Path(tmp) / "features")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "xmr_utils.pipeline",
+            "--preset",
+            preset,
+            "--run-dir",
+            str(run_dir),
+            "--runs-root",
+            str(Path(tmp) / "runs"),
+            "-p",
+            "data_dir",
+            str(Path(tmp) / "data"),
+            "-p",
+            "features_dir",
+            str(Path(tmp) / "features"),
+        ]
         start = time.perf_counter()
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -51,8 +64,14 @@ def time_pipeline(preset: str) -> tuple[float, dict[str, float]]:
 def time_umap(cache_dir: Path) -> float:
     """Seconds of a first UMAP call in a fresh process with ``cache_dir`` as numba's cache."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
-    done = subprocess.run([sys.executable, "-c", UMAP_SNIPPET], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", UMAP_SNIPPET],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -60,20 +79,29 @@ def run(quick: bool = False) -> list[Row]:
     preset = "smoke" if quick else "demo"
     total, per_notebook = time_pipeline(preset)
     rows = [
-        Row("e2e", f"`{preset}` pipeline, cold caches, 7 notebooks", f"{total:.0f} s",
+        Row(
+            "e2e",
+            f"`{preset}` pipeline, cold caches, 7 notebooks",
+            f"{total:.0f} s",
             target=f"≤ {DEMO_TARGET_S:.0f} s" if preset == "demo" else "—",
-            met=("yes" if total <= DEMO_TARGET_S else "no") if preset == "demo" else "—")
+            met=("yes" if total <= DEMO_TARGET_S else "no") if preset == "demo" else "—",
+        )
     ]
-    rows += [Row("e2e", f"  {name}", f"{seconds:.1f} s") for name, seconds in
-             per_notebook.items()]
+    rows += [Row("e2e", f"  {name}", f"{seconds:.1f} s") for name, seconds in per_notebook.items()]
     if quick:  # the cold/warm UMAP pair costs ~35 s; `--quick` must stay under 2 minutes
         return rows
     with tempfile.TemporaryDirectory() as tmp:
         cold = time_umap(Path(tmp))
         warm = time_umap(Path(tmp))
-    rows.append(Row("e2e", "first UMAP call in a process (600 × 64), numba cache warm vs cold",
-                    f"{warm:.1f} s", baseline=f"{cold:.1f} s (cold cache)",
-                    ratio=f"{cold / warm:.1f}×"))
+    rows.append(
+        Row(
+            "e2e",
+            "first UMAP call in a process (600 × 64), numba cache warm vs cold",
+            f"{warm:.1f} s",
+            baseline=f"{cold:.1f} s (cold cache)",
+            ratio=f"{cold / warm:.1f}×",
+        )
+    )
     return rows
 
 

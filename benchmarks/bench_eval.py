@@ -3,7 +3,7 @@
     python -m benchmarks.bench_eval [--quick]
 
 (a) 1,000 images x 5,000 captions (1024-d, L2-normalised random, 5 captions per image):
-    :func:`xmr_utils.metrics.evaluate_embeddings` (similarity included) vs. the seed's way --
+    :func:`xmr_utils.core.metrics.evaluate_embeddings` (similarity included) vs. the seed's way --
     sklearn ``NearestNeighbors(algorithm="ball_tree")`` top-10 per direction, the Python
     ``apk`` loop for mAP@1/5/10, Python loops for R@K, and a per-query ``argsort`` loop for
     medr/meanr. Both must give the same numbers (checked).
@@ -93,7 +93,7 @@ def seed_style_metrics(img: np.ndarray, txt: np.ndarray, owner: np.ndarray) -> d
 
 def bench_small(quick: bool, n_img: int | None = None) -> list[Row]:
     """Ours vs. the seed's way on ``n_img`` images (default 1,000; 200 with ``quick``)."""
-    from xmr_utils.metrics import evaluate_embeddings
+    from xmr_utils.core.metrics import evaluate_embeddings
 
     n_img = n_img or (200 if quick else 1000)
     img, txt = random_unit(n_img, DIM, 1), random_unit(PER_IMAGE * n_img, DIM, 2)
@@ -126,7 +126,7 @@ def _child(n_img: int, chunk_size: int | None) -> None:
     """Run in the child process: generate, evaluate, print one JSON line."""
     import resource
 
-    from xmr_utils.metrics import evaluate_embeddings
+    from xmr_utils.core.metrics import evaluate_embeddings
 
     img, txt = random_unit(n_img, DIM, 3), random_unit(PER_IMAGE * n_img, DIM, 4)
     owner = np.repeat(np.arange(n_img), PER_IMAGE)

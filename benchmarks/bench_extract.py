@@ -31,9 +31,11 @@ SECTION = "extract"
 LITE_TARGET = 20.0  # images/s
 VGG_TARGET = 5.0  # images/s
 MINILM_TARGET = 300.0  # captions/s
-WORDS = ("dog man woman child girl boy runs jumps sits plays red blue green street park "
-         "water grass beach ball bike shirt dress wearing with near on in front of a the "
-         "two three people group standing walking down large small white black").split()
+WORDS = (
+    "dog man woman child girl boy runs jumps sits plays red blue green street park "
+    "water grass beach ball bike shirt dress wearing with near on in front of a the "
+    "two three people group standing walking down large small white black"
+).split()
 
 
 def write_jpegs(folder: Path, n: int, size: tuple[int, int] = (500, 375)) -> list[Path]:
@@ -75,12 +77,17 @@ def naive_lite0(paths: list[Path]) -> Callable[[], None]:
     from PIL import Image
     from torchvision import transforms
 
-    from xmr_utils.encoders.efficientnet import EfficientNetLite0
+    from xmr_utils.core.encoders.efficientnet import EfficientNetLite0
 
     module = EfficientNetLite0(channels_last=False, optimize=False).module("cpu")
-    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224),
-                             transforms.ToTensor(),
-                             transforms.Normalize([0.498] * 3, [0.502] * 3)])
+    tf = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize([0.498] * 3, [0.502] * 3),
+        ]
+    )
 
     def loop() -> None:
         with torch.no_grad():
@@ -96,22 +103,37 @@ def save_random_vgg16(checkpoints: Path) -> None:
     import torchvision
 
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in
-                  torchvision.models.vgg16(weights=None).state_dict().items()}
+        shapes = {
+            k: v.shape for k, v in torchvision.models.vgg16(weights=None).state_dict().items()
+        }
     gen = torch.Generator().manual_seed(0)
-    state = {k: (torch.randn(s, generator=gen) / float(np.prod(s[1:])) ** 0.5 if len(s) > 1
-                 else torch.zeros(s)) for k, s in shapes.items()}
+    state = {
+        k: (
+            torch.randn(s, generator=gen) / float(np.prod(s[1:])) ** 0.5
+            if len(s) > 1
+            else torch.zeros(s)
+        )
+        for k, s in shapes.items()
+    }
     checkpoints.mkdir(parents=True, exist_ok=True)
     torch.save(state, checkpoints / "vgg16-397923af.pth")
 
 
 def writer_peak_mb(tmp: Path, n: int = 16_384, dim: int = 4096) -> tuple[float, float]:
     """(tracemalloc peak MB of the chunked writer, file size MB) for ``n`` x ``dim`` float32."""
-    from xmr_utils import features
+    from xmr_utils.core import features
 
-    expected = {"format": features.FORMAT, "kind": "image", "spec": "bench:rows",
-                "weights_id": "-", "preprocessing": "-", "dataset": {"name": "bench"},
-                "dtype": "float32", "shape": [n, dim], "extras": {}}
+    expected = {
+        "format": features.FORMAT,
+        "kind": "image",
+        "spec": "bench:rows",
+        "weights_id": "-",
+        "preprocessing": "-",
+        "dataset": {"name": "bench"},
+        "dtype": "float32",
+        "shape": [n, dim],
+        "extras": {},
+    }
     paths = features.cache_paths(tmp / "cache", "bench", "bench:rows")
 
     def encode(start: int, stop: int) -> features.Chunk:
@@ -128,7 +150,7 @@ def run(quick: bool = False) -> list[Row]:
     """Measure and return the rows (``quick``: fewer images and captions, one repeat)."""
     import torch
 
-    from xmr_utils.encoders import build_image_encoder, build_text_encoder, default_num_workers
+    from xmr_utils.core.encoders import build_image_encoder, build_text_encoder, default_num_workers
 
     n_img, n_naive, n_vgg, n_cap = (64, 16, 16, 512) if quick else (256, 64, 48, 4096)
     repeats = 1 if quick else 3
@@ -145,21 +167,39 @@ def run(quick: bool = False) -> list[Row]:
 
         ours_rate, ours_cell = timed(ours, n_img, repeats)
         base_rate, base_cell = timed(naive_lite0(paths[:n_naive]), n_naive, repeats)
-        rows.append(Row(SECTION, f"efficientnet_lite0, 500x375 JPEG -> 1280-d, decode included, "
-                                 f"batch 32, num_workers={workers} (default){q}",
-                        ours_cell, f"{base_rate:.1f}/s naive per-image PIL + forward",
-                        f"{ours_rate / base_rate:.2f}×", f"≥ {LITE_TARGET:.0f}/s",
-                        "yes" if ours_rate >= LITE_TARGET else "no"))
+        rows.append(
+            Row(
+                SECTION,
+                f"efficientnet_lite0, 500x375 JPEG -> 1280-d, decode included, "
+                f"batch 32, num_workers={workers} (default){q}",
+                ours_cell,
+                f"{base_rate:.1f}/s naive per-image PIL + forward",
+                f"{ours_rate / base_rate:.2f}×",
+                f"≥ {LITE_TARGET:.0f}/s",
+                "yes" if ours_rate >= LITE_TARGET else "no",
+            )
+        )
 
         if not quick:
             threads = torch.get_num_threads()
             for t in sorted({1, threads}):
                 torch.set_num_threads(t)
                 for w in (0, 1, 2):
-                    r, cell = timed(lambda w=w: lite0.encode_images(
-                        paths[:128], batch_size=32, num_workers=w, progress=False), 128, 2)
-                    rows.append(Row(SECTION, f"efficientnet_lite0 num_workers={w}, torch threads"
-                                             f"={t} (capped at cores - workers)", cell))
+                    r, cell = timed(
+                        lambda w=w: lite0.encode_images(
+                            paths[:128], batch_size=32, num_workers=w, progress=False
+                        ),
+                        128,
+                        2,
+                    )
+                    rows.append(
+                        Row(
+                            SECTION,
+                            f"efficientnet_lite0 num_workers={w}, torch threads"
+                            f"={t} (capped at cores - workers)",
+                            cell,
+                        )
+                    )
             torch.set_num_threads(threads)
 
         old_home = os.environ.get("TORCH_HOME")
@@ -167,36 +207,62 @@ def run(quick: bool = False) -> list[Row]:
         try:
             save_random_vgg16(tmp / "torch_home" / "hub" / "checkpoints")
             vgg = build_image_encoder("vgg16")
-            vgg_rate, vgg_cell = timed(lambda: vgg.encode_images(
-                paths[:n_vgg], batch_size=16, num_workers=workers, progress=False), n_vgg, repeats)
+            vgg_rate, vgg_cell = timed(
+                lambda: vgg.encode_images(
+                    paths[:n_vgg], batch_size=16, num_workers=workers, progress=False
+                ),
+                n_vgg,
+                repeats,
+            )
         finally:
             if old_home is None:
                 os.environ.pop("TORCH_HOME", None)
             else:
                 os.environ["TORCH_HOME"] = old_home
-        rows.append(Row(SECTION, f"vgg16 fc7 (random weights), 500x375 JPEG -> 4096-d, batch 16"
-                                 f"{q}", vgg_cell, target=f"≥ {VGG_TARGET:.0f}/s",
-                        met="yes" if vgg_rate >= VGG_TARGET else "no"))
-
+        rows.append(
+            Row(
+                SECTION,
+                f"vgg16 fc7 (random weights), 500x375 JPEG -> 4096-d, batch 16{q}",
+                vgg_cell,
+                target=f"≥ {VGG_TARGET:.0f}/s",
+                met="yes" if vgg_rate >= VGG_TARGET else "no",
+            )
+        )
 
         texts = captions(n_cap)
         minilm = build_text_encoder("minilm")
-        cap_rate, cap_cell = timed(lambda: minilm.encode_texts(texts, batch_size=128,
-                                                               progress=False), n_cap, repeats)
+        cap_rate, cap_cell = timed(
+            lambda: minilm.encode_texts(texts, batch_size=128, progress=False), n_cap, repeats
+        )
         one = texts[:64]
-        one_rate, _ = timed(lambda: [minilm.encode_texts([t], progress=False) for t in one],
-                            len(one), repeats)
-        rows.append(Row(SECTION, f"minilm captions -> 384-d, batch 128, length-sorted{q}",
-                        cap_cell, f"{one_rate:.1f}/s one caption at a time",
-                        f"{cap_rate / one_rate:.1f}×", f"≥ {MINILM_TARGET:.0f}/s",
-                        "yes" if cap_rate >= MINILM_TARGET else "no"))
+        one_rate, _ = timed(
+            lambda: [minilm.encode_texts([t], progress=False) for t in one], len(one), repeats
+        )
+        rows.append(
+            Row(
+                SECTION,
+                f"minilm captions -> 384-d, batch 128, length-sorted{q}",
+                cap_cell,
+                f"{one_rate:.1f}/s one caption at a time",
+                f"{cap_rate / one_rate:.1f}×",
+                f"≥ {MINILM_TARGET:.0f}/s",
+                "yes" if cap_rate >= MINILM_TARGET else "no",
+            )
+        )
 
         peak, size = writer_peak_mb(tmp)
-        rows.append(Row(SECTION, "cache writer: extra memory while streaming 16,384 × 4096 "
-                                 "float32 to disk in chunks of 512",
-                        f"{peak:.1f} MB peak", f"{size:.0f} MB if held in memory",
-                        f"{size / peak:.0f}× less", "≤ 2 chunks (16 MB)",
-                        "yes" if peak <= 16.5 else "no"))
+        rows.append(
+            Row(
+                SECTION,
+                "cache writer: extra memory while streaming 16,384 × 4096 "
+                "float32 to disk in chunks of 512",
+                f"{peak:.1f} MB peak",
+                f"{size:.0f} MB if held in memory",
+                f"{size / peak:.0f}× less",
+                "≤ 2 chunks (16 MB)",
+                "yes" if peak <= 16.5 else "no",
+            )
+        )
     return rows
 
 

@@ -65,14 +65,19 @@ class QualityCase:
 #: learning rate at 1e-5 after epoch 16 and at 1e-6 after 24, and its 4096-d heads cost
 #: ~10 s per epoch here, so the remaining 34 epochs would take ~12 of the 20 minutes.
 CASES: tuple[QualityCase, ...] = (
-    QualityCase("seed", "seed", overrides={"train.epochs": 16},
-                note="its code's recipe; 16 of 50 epochs"),
+    QualityCase(
+        "seed", "seed", overrides={"train.epochs": 16}, note="its code's recipe; 16 of 50 epochs"
+    ),
     QualityCase("vsepp", "vsepp"),
     QualityCase("semihard", "semihard"),
     QualityCase("infonce", "infonce"),
     QualityCase("infonce_linear", "infonce_linear"),
-    QualityCase("vsepp@lite0-pool", "vsepp", image_encoder="efficientnet_lite0",
-                note="reference: the default demo features (Lite0, centre crop)"),
+    QualityCase(
+        "vsepp@lite0-pool",
+        "vsepp",
+        image_encoder="efficientnet_lite0",
+        note="reference: the default demo features (Lite0, centre crop)",
+    ),
 )
 
 
@@ -94,11 +99,15 @@ class ModelScore:
 def find_flickr8k(explicit: str = "") -> Path | None:
     """The Flickr8k folder: ``explicit``, ``$XMR_FLICKR8K``, ``data/flickr8k`` or
     ``../shared/datasets/flickr8k`` beside the repository (first that exists)."""
-    candidates = [explicit] if explicit else [
-        os.environ.get("XMR_FLICKR8K", ""),
-        str(ROOT / "data" / "flickr8k"),
-        str(ROOT.parent / "shared" / "datasets" / "flickr8k"),
-    ]
+    candidates = (
+        [explicit]
+        if explicit
+        else [
+            os.environ.get("XMR_FLICKR8K", ""),
+            str(ROOT / "data" / "flickr8k"),
+            str(ROOT.parent / "shared" / "datasets" / "flickr8k"),
+        ]
+    )
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
@@ -147,35 +156,64 @@ def score_case(
     """
     import torch
 
-    from xmr_utils.config import RECIPES, recipe_with
-    from xmr_utils.diagnostics import collapse_reasons, collapse_stats
-    from xmr_utils.metrics import retrieval_metrics
-    from xmr_utils.retrieval import similarity
-    from xmr_utils.study import fuse_scores
-    from xmr_utils.train import DIRECTIONS, embed, train_model
+    from xmr_utils.app.study import fuse_scores
+    from xmr_utils.core.config import RECIPES, recipe_with
+    from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats
+    from xmr_utils.core.metrics import retrieval_metrics
+    from xmr_utils.core.retrieval import similarity
+    from xmr_utils.core.train import DIRECTIONS, embed, train_model
 
     recipe = recipe_with(RECIPES[case.recipe], **dict(case.overrides))
     val_captions, val_owner = split_owner(owner, val)
     rows, scores = [], {}
     for direction in DIRECTIONS:
         start = time.perf_counter()
-        result = train_model(recipe, direction, image_feats, text_feats, owner, fit, select,
-                             out_dir / direction, progress=progress, resume=False)
+        result = train_model(
+            recipe,
+            direction,
+            image_feats,
+            text_feats,
+            owner,
+            fit,
+            select,
+            out_dir / direction,
+            progress=progress,
+            resume=False,
+        )
         seconds = time.perf_counter() - start
         img, txt = embed(result.model, image_feats[val], text_feats[val_captions])
-        scores[direction] = similarity(torch.from_numpy(img), torch.from_numpy(txt),
-                                       result.model.metric).numpy()
+        scores[direction] = similarity(
+            torch.from_numpy(img), torch.from_numpy(txt), result.model.metric
+        ).numpy()
         stats = collapse_stats(img, txt, val_owner, metric=result.model.metric)
         reasons = collapse_reasons(stats)
-        rows.append(ModelScore(
-            case.name, case.recipe, direction, case.image_encoder,
-            retrieval_metrics(scores[direction], val_owner),
-            f"yes ({'; '.join(reasons)})" if reasons else "no",
-            result.best_epoch, len(result.history), seconds,
-        ))
+        rows.append(
+            ModelScore(
+                case.name,
+                case.recipe,
+                direction,
+                case.image_encoder,
+                retrieval_metrics(scores[direction], val_owner),
+                f"yes ({'; '.join(reasons)})" if reasons else "no",
+                result.best_epoch,
+                len(result.history),
+                seconds,
+            )
+        )
     fused = fuse_scores(scores["img2txt"], scores["txt2img"])
-    rows.append(ModelScore(case.name, case.recipe, "fused", case.image_encoder,
-                           retrieval_metrics(fused, val_owner), "—", None, None, None))
+    rows.append(
+        ModelScore(
+            case.name,
+            case.recipe,
+            "fused",
+            case.image_encoder,
+            retrieval_metrics(fused, val_owner),
+            "—",
+            None,
+            None,
+            None,
+        )
+    )
     return rows
 
 
@@ -185,15 +223,18 @@ def _cell(value: float | None, fmt: str = "{:.1f}") -> str:
 
 def results_table(rows: Sequence[ModelScore]) -> str:
     """Markdown: one line per case × model with R@K, rsum, the seed's mAP@10 and collapse."""
-    head = ("| case | model | i2t R@1 | R@5 | R@10 | t2i R@1 | R@5 | R@10 | rsum | i2t mAP@10 "
-            "| t2i mAP@10 | collapsed (val) | best / run epochs | train s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| case | model | i2t R@1 | R@5 | R@10 | t2i R@1 | R@5 | R@10 | rsum | i2t mAP@10 "
+        "| t2i mAP@10 | collapsed (val) | best / run epochs | train s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
         m = r.metrics
         epochs = "—" if r.best_epoch is None else f"{r.best_epoch} / {r.epochs_run}"
         lines.append(
-            f"| {r.case} | {r.model} | " + " | ".join(f"{m[c]:.1f}" for c in COLUMNS)
+            f"| {r.case} | {r.model} | "
+            + " | ".join(f"{m[c]:.1f}" for c in COLUMNS)
             + f" | **{m['rsum']:.1f}** | {m['i2t_mAP@10']:.3f} | {m['t2i_mAP@10']:.3f} | "
             f"{r.collapsed} | {epochs} | {_cell(r.train_seconds, '{:.0f}')} |"
         )
@@ -202,21 +243,32 @@ def results_table(rows: Sequence[ModelScore]) -> str:
 
 def best_row(rows: Sequence[ModelScore], image_encoder: str = STUDY_IMAGE) -> ModelScore:
     """The highest-rsum row on the study features."""
-    return max((r for r in rows if r.image_encoder == image_encoder),
-               key=lambda r: r.metrics["rsum"])
+    return max(
+        (r for r in rows if r.image_encoder == image_encoder), key=lambda r: r.metrics["rsum"]
+    )
 
 
-def report(rows: Sequence[ModelScore], cases: Sequence[QualityCase], *, data: Path,
-           n_fit: int, n_select: int, n_val: int, feature_seconds: Mapping[str, float],
-           train_seconds: float, command: str) -> str:
+def report(
+    rows: Sequence[ModelScore],
+    cases: Sequence[QualityCase],
+    *,
+    data: Path,
+    n_fit: int,
+    n_select: int,
+    n_val: int,
+    feature_seconds: Mapping[str, float],
+    train_seconds: float,
+    command: str,
+) -> str:
     """The RESULTS.md section (between the markers)."""
     from benchmarks.common import machine_line
 
     best = best_row(rows)
     within = "yes" if train_seconds <= TARGET_SECONDS else "no"
     seed_rows = [r for r in rows if r.recipe == "seed" and r.model != "fused"]
-    seed_line = "; ".join(f"{r.model}: rsum {r.metrics['rsum']:.1f}, collapsed {r.collapsed}"
-                          for r in seed_rows)
+    seed_line = "; ".join(
+        f"{r.model}: rsum {r.metrics['rsum']:.1f}, collapsed {r.collapsed}" for r in seed_rows
+    )
     features = ", ".join(f"`{spec}` {sec:.0f} s" for spec, sec in feature_seconds.items())
     notes = "".join(f"- `{c.name}`: {c.note}\n" for c in cases if c.note)
     return (
@@ -254,33 +306,44 @@ def write_section(path: Path, block: str) -> None:
     path.write_text(text)
 
 
-def load_features(corpus: Any, cases: Sequence[QualityCase],
-                  cache: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def load_features(
+    corpus: Any, cases: Sequence[QualityCase], cache: Path
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every feature set the cases name (extracted once, then cached), and seconds each."""
-    from xmr_utils import features
+    from xmr_utils.core import features
 
     feats: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
-    for spec, kind in sorted({(c.image_encoder, "image") for c in cases}
-                             | {(c.text_encoder, "text") for c in cases}):
+    for spec, kind in sorted(
+        {(c.image_encoder, "image") for c in cases} | {(c.text_encoder, "text") for c in cases}
+    ):
         start = time.perf_counter()
         extract = features.image_features if kind == "image" else features.text_features
         feats[spec] = extract(corpus, spec, cache, progress=True)
         seconds[spec] = time.perf_counter() - start
-        print(f"[quality] {kind} features {spec}: {feats[spec].shape} "
-              f"in {seconds[spec]:.0f} s", flush=True)
+        print(
+            f"[quality] {kind} features {spec}: {feats[spec].shape} in {seconds[spec]:.0f} s",
+            flush=True,
+        )
     return feats, seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--data", default="", help="Flickr8k folder (default: $XMR_FLICKR8K, "
-                        "data/flickr8k, ../shared/datasets/flickr8k)")
-    parser.add_argument("--cases", default="", help="comma list of cases: "
-                        + ", ".join(c.name for c in CASES))
+    parser.add_argument(
+        "--data",
+        default="",
+        help="Flickr8k folder (default: $XMR_FLICKR8K, data/flickr8k, ../shared/datasets/flickr8k)",
+    )
+    parser.add_argument(
+        "--cases", default="", help="comma list of cases: " + ", ".join(c.name for c in CASES)
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
-    parser.add_argument("--work", default=str(ROOT / "outputs" / "bench-quality"),
-                        help="where the models are trained (replaced on every run)")
+    parser.add_argument(
+        "--work",
+        default=str(ROOT / "outputs" / "bench-quality"),
+        help="where the models are trained (replaced on every run)",
+    )
     parser.add_argument("--features", default=str(ROOT / "data" / "features"))
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
@@ -293,15 +356,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("name at least one case on the study features, e.g. --cases vsepp")
     data = find_flickr8k(args.data)
     if data is None:
-        print("error: no Flickr8k folder found (looked at --data, $XMR_FLICKR8K, data/flickr8k "
-              "and ../shared/datasets/flickr8k); put Flickr8k in data/flickr8k or pass "
-              "--data DIR", file=sys.stderr)
+        print(
+            "error: no Flickr8k folder found (looked at --data, $XMR_FLICKR8K, data/flickr8k "
+            "and ../shared/datasets/flickr8k); put Flickr8k in data/flickr8k or pass "
+            "--data DIR",
+            file=sys.stderr,
+        )
         return 2
 
     import torch
 
-    from xmr_utils.data import load_corpus
-    from xmr_utils.errors import XmrError
+    from xmr_utils.core.data import load_corpus
+    from xmr_utils.core.errors import XmrError
 
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     try:
@@ -311,22 +377,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     owner = np.asarray(corpus.owner)
-    fit, select = selection_split(np.asarray(corpus.splits["train"]), SELECTION_IMAGES,
-                                  SPLIT_SEED)
+    fit, select = selection_split(np.asarray(corpus.splits["train"]), SELECTION_IMAGES, SPLIT_SEED)
     val = np.sort(np.asarray(corpus.splits["val"]))
     start = time.perf_counter()
     rows: list[ModelScore] = []
     for case in cases:
         case_start = time.perf_counter()
-        rows += score_case(case, feats[case.image_encoder], feats[case.text_encoder], owner,
-                           fit, select, val, Path(args.work) / case.name)
-        print(f"[quality] {case.name}: " + ", ".join(
-            f"{r.model} {r.metrics['rsum']:.1f}" for r in rows[-3:])
-            + f" ({time.perf_counter() - case_start:.0f} s)", flush=True)
+        rows += score_case(
+            case,
+            feats[case.image_encoder],
+            feats[case.text_encoder],
+            owner,
+            fit,
+            select,
+            val,
+            Path(args.work) / case.name,
+        )
+        print(
+            f"[quality] {case.name}: "
+            + ", ".join(f"{r.model} {r.metrics['rsum']:.1f}" for r in rows[-3:])
+            + f" ({time.perf_counter() - case_start:.0f} s)",
+            flush=True,
+        )
     train_seconds = time.perf_counter() - start
     command = "python -m benchmarks.bench_quality" + (f" --cases {args.cases}" if names else "")
-    block = report(rows, cases, data=data, n_fit=len(fit), n_select=len(select), n_val=len(val),
-                   feature_seconds=feature_seconds, train_seconds=train_seconds, command=command)
+    block = report(
+        rows,
+        cases,
+        data=data,
+        n_fit=len(fit),
+        n_select=len(select),
+        n_val=len(val),
+        feature_seconds=feature_seconds,
+        train_seconds=train_seconds,
+        command=command,
+    )
     print(block)
     write_section(Path(args.out), block)
     print(f"[quality] wrote {args.out}")

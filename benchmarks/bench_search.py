@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_search [--quick]
 
-Exact torch search (:func:`xmr_utils.retrieval.topk`, chunked matmul + stable top-k), and,
+Exact torch search (:func:`xmr_utils.core.retrieval.topk`, chunked matmul + stable top-k), and,
 when ``import faiss`` works, faiss ``IndexFlatIP`` (exact) and ``IndexHNSWFlat`` (approximate,
 with its recall@10 against the exact top-10). Without faiss the faiss rows say so.
 """
@@ -41,9 +41,13 @@ def faiss_rows(
     import faiss
 
     def row(what: str, t: Timing, found: np.ndarray) -> Row:
-        return Row(SECTION, f"{what}, {size}; recall@{K} vs exact {recall_at_k(found, exact):.4f}",
-                   t.cell(), f"{torch_time.cell()} exact torch",
-                   f"{torch_time.median_s / t.median_s:.1f}x")
+        return Row(
+            SECTION,
+            f"{what}, {size}; recall@{K} vs exact {recall_at_k(found, exact):.4f}",
+            t.cell(),
+            f"{torch_time.cell()} exact torch",
+            f"{torch_time.median_s / t.median_s:.1f}x",
+        )
 
     flat = faiss.IndexFlatIP(items.shape[1])
     flat.add(items)
@@ -56,24 +60,33 @@ def faiss_rows(
     t_hnsw = time_repeats(lambda: hnsw.search(q, K), repeats=3, warmup=0)
     return [
         row(f"faiss IndexFlatIP top-{K}", t_flat, flat.search(q, K)[1]),
-        row(f"faiss IndexHNSWFlat(M=32, efSearch=128, build {build:.0f} s) top-{K}", t_hnsw,
-            hnsw.search(q, K)[1]),
+        row(
+            f"faiss IndexHNSWFlat(M=32, efSearch=128, build {build:.0f} s) top-{K}",
+            t_hnsw,
+            hnsw.search(q, K)[1],
+        ),
     ]
 
 
 def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Row]:
     """Search rows (``quick``: 500 queries over 20,000 items; ``sizes``: ``(queries, items)``
     instead, for the tests)."""
-    from xmr_utils.retrieval import faiss_available, topk
+    from xmr_utils.core.retrieval import faiss_available, topk
 
     n_q, n_items = sizes or ((500, 20_000) if quick else (5_000, 158_915))
     q, items = random_unit(n_q, DIM, 5), random_unit(n_items, DIM, 6)
     size = f"{n_q:,} queries x {n_items:,} items x {DIM}-d"
     t = time_repeats(lambda: topk(q, items, K, backend="torch"), repeats=3, warmup=0)
     _, exact = topk(q, items, K, backend="torch")
-    rows = [Row(SECTION, f"exact torch top-{K} (stable ties), {size}; peak RSS "
-                f"{peak_rss_mb():,.0f} MB; load average {os.getloadavg()[0]:.1f} on "
-                f"{os.cpu_count()} CPUs", t.cell())]
+    rows = [
+        Row(
+            SECTION,
+            f"exact torch top-{K} (stable ties), {size}; peak RSS "
+            f"{peak_rss_mb():,.0f} MB; load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} CPUs",
+            t.cell(),
+        )
+    ]
     if not faiss_available():
         return rows + [Row(SECTION, f"faiss IndexFlatIP / IndexHNSWFlat, {size}", NOT_INSTALLED)]
     return rows + faiss_rows(q.numpy(), items.numpy(), exact.numpy(), size, t)

@@ -4,8 +4,8 @@ Random features shaped like Flickr30k's training split (29,000 images x 4096-d, 
 captions x 768-d, 5 captions per image); the default recipe (``vsepp``) for img2txt.
 Rows, all measured in this one process:
 
-* our epoch: :func:`xmr_utils.train.run_epoch` — batches cut from in-memory tensors with
-  one permutation (the loop :func:`~xmr_utils.train.train_model` runs);
+* our epoch: :func:`xmr_utils.core.train.run_epoch` — batches cut from in-memory tensors with
+  one permutation (the loop :func:`~xmr_utils.core.train.train_model` runs);
 * the seed-style loop: a per-item ``Dataset`` and ``DataLoader(batch_size, shuffle=True)``
   with default collation feeding the same model, loss and optimiser — timed over a fixed
   number of steps and scaled to an epoch;
@@ -60,8 +60,8 @@ class PerItemPairs(torch.utils.data.Dataset):
 
 
 def _parts(recipe_name: str, seed: int = 0):
-    from xmr_utils.config import RECIPES
-    from xmr_utils.train import build_training
+    from xmr_utils.core.config import RECIPES
+    from xmr_utils.core.train import build_training
 
     torch.manual_seed(seed)
     return build_training(RECIPES[recipe_name], IMAGE_DIM, TEXT_DIM)
@@ -74,8 +74,13 @@ def _step_fn(
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     def step(image_x: torch.Tensor, text_x: torch.Tensor, ids: torch.Tensor) -> None:
-        loss = loss_fn(model.encode_images(image_x), model.encode_texts(text_x), ids, epoch=1,
-                       generator=generator)
+        loss = loss_fn(
+            model.encode_images(image_x),
+            model.encode_texts(text_x),
+            ids,
+            epoch=1,
+            generator=generator,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -89,17 +94,31 @@ def time_our_epoch(
     image: np.ndarray, text: np.ndarray, owner: np.ndarray, precision: str = "fp32"
 ) -> tuple[float, int]:
     """Seconds of one full :func:`run_epoch` with the default recipe, and its step count."""
-    from xmr_utils.config import DEFAULT_RECIPE, RECIPES
-    from xmr_utils.train import TrainPairs, run_epoch
+    from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES
+    from xmr_utils.core.train import TrainPairs, run_epoch
 
     recipe = RECIPES[DEFAULT_RECIPE]
     model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
-    pairs = TrainPairs(torch.from_numpy(image), torch.from_numpy(text),
-                       torch.from_numpy(owner), torch.arange(len(owner)))
+    pairs = TrainPairs(
+        torch.from_numpy(image),
+        torch.from_numpy(text),
+        torch.from_numpy(owner),
+        torch.arange(len(owner)),
+    )
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    run_epoch(model, loss_fn, optimizer, pairs, "img2txt", recipe.train.batch_size, 1,
-              shuffle_generator=gen, grad_clip=recipe.optim.grad_clip, precision=precision)
+    run_epoch(
+        model,
+        loss_fn,
+        optimizer,
+        pairs,
+        "img2txt",
+        recipe.train.batch_size,
+        1,
+        shuffle_generator=gen,
+        grad_clip=recipe.optim.grad_clip,
+        precision=precision,
+    )
     return time.perf_counter() - start, pairs.n_batches(recipe.train.batch_size)
 
 
@@ -130,7 +149,10 @@ def tensor_batches(image, text, owner, batch_size: int):
 def dataloader_batches(image, text, owner, batch_size: int):
     """The seed-style per-item Dataset + DataLoader, endlessly."""
     loader = torch.utils.data.DataLoader(
-        PerItemPairs(image, text, owner), batch_size=batch_size, shuffle=True, drop_last=True,
+        PerItemPairs(image, text, owner),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
         generator=torch.Generator().manual_seed(0),
     )
     while True:
@@ -156,7 +178,7 @@ def interleaved_step_times(
 
 def run(quick: bool = False) -> list[Row]:
     """Measure and return the rows (``quick``: a tenth of the images, fewer steps)."""
-    from xmr_utils.config import DEFAULT_RECIPE, RECIPES
+    from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES
 
     n_images = FLICKR30K_TRAIN_IMAGES // 10 if quick else FLICKR30K_TRAIN_IMAGES
     rounds, block = (3, 10) if quick else (5, 30)
@@ -172,13 +194,17 @@ def run(quick: bool = False) -> list[Row]:
 
     load = os.getloadavg()[0]
     ours_s, steps = time_our_epoch(image, text, owner)
-    rows.append(Row(
-        SECTION,
-        f"one full epoch (run_epoch), {len(owner):,} pairs × batch {bs} = {steps} steps, "
-        f"{DEFAULT_RECIPE} heads (img {IMAGE_DIM}→{recipe.image_head.hidden}→"
-        f"{recipe.image_head.out_dim}), img2txt, fp32 (load avg before: {load:.1f})",
-        f"{ours_s:.2f} s", target=target, met=met(ours_s),
-    ))
+    rows.append(
+        Row(
+            SECTION,
+            f"one full epoch (run_epoch), {len(owner):,} pairs × batch {bs} = {steps} steps, "
+            f"{DEFAULT_RECIPE} heads (img {IMAGE_DIM}→{recipe.image_head.hidden}→"
+            f"{recipe.image_head.out_dim}), img2txt, fp32 (load avg before: {load:.1f})",
+            f"{ours_s:.2f} s",
+            target=target,
+            met=met(ours_s),
+        )
+    )
 
     def fresh_step(compiled: bool = False, bf16: bool = False) -> Callable[..., None]:
         model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
@@ -211,46 +237,61 @@ def run(quick: bool = False) -> list[Row]:
     )
     t, d, c, b = (times[k] for k in ("tensor", "dataloader", "compiled", "bf16"))
     how = f"median of {rounds} interleaved blocks of {block} steps, × {steps} steps"
-    rows.append(Row(
-        SECTION,
-        f"epoch from per-step time: tensor batches vs. seed-style per-item Dataset + "
-        f"DataLoader ({how})",
-        f"{t * steps:.2f} s ({t * 1e3:.1f} ms/step)",
-        f"{d * steps:.2f} s ({d * 1e3:.1f} ms/step)",
-        f"{d / t:.2f}×", target, met(t * steps),
-    ))
-    rows.append(Row(
-        SECTION,
-        f"train.precision='bf16' (heads under bfloat16 autocast) vs. fp32 ({how})",
-        f"{b * steps:.2f} s ({b * 1e3:.1f} ms/step)",
-        f"{t * steps:.2f} s fp32",
-        f"{t / b:.2f}×", target, met(b * steps),
-    ))
-    rows.append(Row(
-        SECTION,
-        f"torch.compile on both heads vs. eager ({how}; compile + first step {compile_s:.1f} s)"
-        f" — recommendation: {'keep' if c < 0.9 * t else 'drop'}",
-        f"{c * steps:.2f} s ({c * 1e3:.1f} ms/step)",
-        f"{t * steps:.2f} s eager",
-        f"{t / c:.2f}×",
-    ))
+    rows.append(
+        Row(
+            SECTION,
+            f"epoch from per-step time: tensor batches vs. seed-style per-item Dataset + "
+            f"DataLoader ({how})",
+            f"{t * steps:.2f} s ({t * 1e3:.1f} ms/step)",
+            f"{d * steps:.2f} s ({d * 1e3:.1f} ms/step)",
+            f"{d / t:.2f}×",
+            target,
+            met(t * steps),
+        )
+    )
+    rows.append(
+        Row(
+            SECTION,
+            f"train.precision='bf16' (heads under bfloat16 autocast) vs. fp32 ({how})",
+            f"{b * steps:.2f} s ({b * 1e3:.1f} ms/step)",
+            f"{t * steps:.2f} s fp32",
+            f"{t / b:.2f}×",
+            target,
+            met(b * steps),
+        )
+    )
+    rows.append(
+        Row(
+            SECTION,
+            f"torch.compile on both heads vs. eager ({how}; compile + first step {compile_s:.1f} s)"
+            f" — recommendation: {'keep' if c < 0.9 * t else 'drop'}",
+            f"{c * steps:.2f} s ({c * 1e3:.1f} ms/step)",
+            f"{t * steps:.2f} s eager",
+            f"{t / c:.2f}×",
+        )
+    )
 
     seed = RECIPES["seed"]
     s_model, s_loss, s_opt, _ = _parts("seed")
-    seed_step = _step_fn(s_model, s_loss, s_opt, seed.optim.grad_clip,
-                         torch.Generator().manual_seed(0))
+    seed_step = _step_fn(
+        s_model, s_loss, s_opt, seed.optim.grad_clip, torch.Generator().manual_seed(0)
+    )
     seed_steps = 3 if quick else 6
-    seed_step_s = time_steps(tensor_batches(image, text, owner, seed.train.batch_size),
-                             seed_step, seed_steps, warmup=1)
+    seed_step_s = time_steps(
+        tensor_batches(image, text, owner, seed.train.batch_size), seed_step, seed_steps, warmup=1
+    )
     # the seed's epoch is one random caption per image (train.epoch_pairs), not every pair
     seed_pairs = len(np.unique(owner)) if seed.train.epoch_pairs == "one_per_image" else len(owner)
     seed_epoch_steps = seed_pairs // seed.train.batch_size
-    rows.append(Row(
-        SECTION,
-        f"seed recipe epoch (4096-d heads, batch {seed.train.batch_size}, {seed_epoch_steps} "
-        f"steps: {seed_pairs:,} pairs, {seed.train.epoch_pairs}), scaled from {seed_steps} steps",
-        f"{seed_step_s * seed_epoch_steps:.1f} s",
-    ))
+    rows.append(
+        Row(
+            SECTION,
+            f"seed recipe epoch (4096-d heads, batch {seed.train.batch_size}, "
+            f"{seed_epoch_steps} steps: {seed_pairs:,} pairs, {seed.train.epoch_pairs}), "
+            f"scaled from {seed_steps} steps",
+            f"{seed_step_s * seed_epoch_steps:.1f} s",
+        )
+    )
     return rows
 
 

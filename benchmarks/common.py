@@ -86,7 +86,10 @@ def bench_main(
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = run(args.quick)
-    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}",
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        machine_line(),
+        f"load average {os.getloadavg()[0]:.1f}",
+        f"({time.perf_counter() - start:.0f} s)",
+    )
     print(markdown_table(rows))
     return 0

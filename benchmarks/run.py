@@ -48,35 +48,50 @@ def run_section(name: str, quick: bool) -> list[Row]:
         f"from benchmarks.bench_{name} import run; "
         f"print('@@ROWS@@' + json.dumps([asdict(r) for r in run(quick={quick})]))"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     sys.stderr.write(done.stderr[-2000:])
     if done.returncode != 0:
-        return [Row(name, f"bench_{name} failed (exit {done.returncode})",
-                    done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")]
+        return [
+            Row(
+                name,
+                f"bench_{name} failed (exit {done.returncode})",
+                done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "",
+            )
+        ]
     payload = next(line for line in done.stdout.splitlines() if line.startswith("@@ROWS@@"))
-    return [Row(**row) for row in json.loads(payload[len("@@ROWS@@"):])]
+    return [Row(**row) for row in json.loads(payload[len("@@ROWS@@") :])]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
-    parser.add_argument("--only", default="", help="comma list of sections: "
-                        + ", ".join(name for name, _ in SECTIONS))
-    parser.add_argument("--out", default="", help="default: benchmarks/RESULTS.md; with "
-                        "--quick outputs/RESULTS-quick.md, so a quick run never replaces the "
-                        "committed full results")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma list of sections: " + ", ".join(name for name, _ in SECTIONS),
+    )
+    parser.add_argument(
+        "--out",
+        default="",
+        help="default: benchmarks/RESULTS.md; with "
+        "--quick outputs/RESULTS-quick.md, so a quick run never replaces the "
+        "committed full results",
+    )
     args = parser.parse_args(argv)
     if not args.out:
-        args.out = str(ROOT / ("outputs/RESULTS-quick.md" if args.quick
-                               else "benchmarks/RESULTS.md"))
+        args.out = str(
+            ROOT / ("outputs/RESULTS-quick.md" if args.quick else "benchmarks/RESULTS.md")
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(wanted) - {name for name, _ in SECTIONS}
     if unknown:
-        parser.error(f"unknown section(s) {sorted(unknown)}; accepted: "
-                     + ", ".join(name for name, _ in SECTIONS))
+        parser.error(
+            f"unknown section(s) {sorted(unknown)}; accepted: "
+            + ", ".join(name for name, _ in SECTIONS)
+        )
     start = time.perf_counter()
     parts = []
     for name, title in SECTIONS:
@@ -91,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name}: {time.perf_counter() - section_start:.0f} s", flush=True)
         parts.append(f"## {title}\n\n{markdown_table(rows)}\n")
         print(markdown_table(rows), flush=True)
-    command = "python -m benchmarks.run" + (" --quick" if args.quick else "") + (
-        f" --only {args.only}" if args.only else "")
+    command = (
+        "python -m benchmarks.run"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only else "")
+    )
     text = (
         "# Benchmark results\n\n"
         f"Written by `{command}` (`make bench`) on {time.strftime('%Y-%m-%d')}; "

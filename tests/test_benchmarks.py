@@ -97,7 +97,8 @@ def test_time_repeats_counts_calls_and_orders_times() -> None:
     assert t.repeats == 3
     assert 0 < t.min_s <= t.median_s <= t.max_s and math.isfinite(t.max_s)
     assert cell_seconds(t.cell()) == tuple(
-        float(f"{x:.3f}") for x in (t.median_s, t.min_s, t.max_s))
+        float(f"{x:.3f}") for x in (t.median_s, t.min_s, t.max_s)
+    )
     assert time_repeats(lambda: None, repeats=1, warmup=0).repeats == 1
 
 
@@ -152,7 +153,7 @@ def test_extract_helpers_on_tiny_inputs(tmp_path: Path) -> None:
     from PIL import Image
 
     from benchmarks import bench_extract
-    from xmr_utils.encoders import build_image_encoder
+    from xmr_utils.core.encoders import build_image_encoder
 
     paths = bench_extract.write_jpegs(tmp_path / "jpg", 2, size=(96, 72))
     assert [p.name for p in paths] == ["00000.jpg", "00001.jpg"]
@@ -192,8 +193,10 @@ def test_train_features_and_batches_agree() -> None:
     image, text, owner = bench_train.make_features(12)
     assert image.shape == (12, bench_train.IMAGE_DIM) and image.dtype == np.float32
     assert text.shape == (60, bench_train.TEXT_DIM) and owner.tolist()[:6] == [0] * 5 + [1]
-    for batches in (bench_train.tensor_batches(image, text, owner, 16),
-                    bench_train.dataloader_batches(image, text, owner, 16)):
+    for batches in (
+        bench_train.tensor_batches(image, text, owner, 16),
+        bench_train.dataloader_batches(image, text, owner, 16),
+    ):
         for _ in range(5):  # more than the 3 batches of one epoch: both are endless
             image_x, text_x, ids = next(batches)
             assert image_x.shape == (16, bench_train.IMAGE_DIM)
@@ -205,7 +208,7 @@ def test_train_features_and_batches_agree() -> None:
 
 
 def test_train_step_epoch_and_interleaving_run() -> None:
-    from xmr_utils.config import DEFAULT_RECIPE, RECIPES
+    from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES
 
     recipe = RECIPES[DEFAULT_RECIPE]
     image, text, owner = bench_train.make_features(40)  # 200 pairs: 1 full batch + 72
@@ -215,8 +218,9 @@ def test_train_step_epoch_and_interleaving_run() -> None:
     model, loss_fn, optimizer, _ = bench_train._parts(DEFAULT_RECIPE)
     step = bench_train._step_fn(model, loss_fn, optimizer, recipe.optim.grad_clip)
     before = [p.detach().clone() for p in model.parameters()]
-    per_step = bench_train.time_steps(bench_train.tensor_batches(image, text, owner, 32), step,
-                                      n_steps=1, warmup=1)
+    per_step = bench_train.time_steps(
+        bench_train.tensor_batches(image, text, owner, 32), step, n_steps=1, warmup=1
+    )
     assert 0 < per_step < 60
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
@@ -225,9 +229,13 @@ def test_train_step_epoch_and_interleaving_run() -> None:
         return bench_train._step_fn(m, lf, opt, recipe.optim.grad_clip)
 
     times = bench_train.interleaved_step_times(
-        {"tensor": (bench_train.tensor_batches(image, text, owner, 32), fresh()),
-         "dataloader": (bench_train.dataloader_batches(image, text, owner, 32), fresh())},
-        rounds=1, steps=1)
+        {
+            "tensor": (bench_train.tensor_batches(image, text, owner, 32), fresh()),
+            "dataloader": (bench_train.dataloader_batches(image, text, owner, 32), fresh()),
+        },
+        rounds=1,
+        steps=1,
+    )
     assert set(times) == {"tensor", "dataloader"}
     assert all(0 < t < 60 for t in times.values())
 
@@ -248,13 +256,14 @@ def test_apk_and_random_unit() -> None:
 
 
 def test_seed_style_metrics_equal_ours_on_a_tiny_case() -> None:
-    from xmr_utils.metrics import evaluate_embeddings
+    from xmr_utils.core.metrics import evaluate_embeddings
 
     n = 12
     img = bench_eval.random_unit(n, 16, 1)
     # captions near their image, so that the ranks are not all the same
     txt = torch.nn.functional.normalize(
-        img.repeat_interleave(5, 0) + 3.0 * bench_eval.random_unit(5 * n, 16, 2), dim=1)
+        img.repeat_interleave(5, 0) + 3.0 * bench_eval.random_unit(5 * n, 16, 2), dim=1
+    )
     owner = np.repeat(np.arange(n), 5)
     want = bench_eval.seed_style_metrics(img.numpy(), txt.numpy(), owner)
     got = evaluate_embeddings(img, txt, owner)
@@ -304,7 +313,7 @@ def test_recall_at_k() -> None:
 
 
 def test_bench_search_runs_on_tiny_sizes() -> None:
-    from xmr_utils.retrieval import faiss_available
+    from xmr_utils.core.retrieval import faiss_available
 
     rows = bench_search.run(quick=True, sizes=(16, 300))
     check_rows(rows, bench_search.SECTION)
@@ -314,8 +323,9 @@ def test_bench_search_runs_on_tiny_sizes() -> None:
         assert rows[1].ours == bench_search.NOT_INSTALLED
         return
     flat, hnsw = rows[1:]
-    recalls = [float(re.search(r"recall@10 vs exact (\d\.\d{4})", r.what).group(1))
-               for r in (flat, hnsw)]
+    recalls = [
+        float(re.search(r"recall@10 vs exact (\d\.\d{4})", r.what).group(1)) for r in (flat, hnsw)
+    ]
     assert recalls[0] == 1.0  # both exact
     assert 0.9 <= recalls[1] <= 1.0
     for r in (flat, hnsw):
@@ -325,9 +335,9 @@ def test_bench_search_runs_on_tiny_sizes() -> None:
 
 
 def test_bench_search_without_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
-    import xmr_utils.retrieval
+    import xmr_utils.core.retrieval
 
-    monkeypatch.setattr(xmr_utils.retrieval, "faiss_available", lambda: False)
+    monkeypatch.setattr(xmr_utils.core.retrieval, "faiss_available", lambda: False)
     rows = bench_search.run(quick=True, sizes=(4, 50))
     check_rows(rows, bench_search.SECTION)
     assert [r.ours for r in rows[1:]] == [bench_search.NOT_INSTALLED]
@@ -343,8 +353,9 @@ def test_e2e_time_pipeline_reads_finished_json(monkeypatch: pytest.MonkeyPatch) 
         seen.append(cmd)
         run_dir = Path(cmd[cmd.index("--run-dir") + 1])
         run_dir.mkdir(parents=True)
-        (run_dir / "finished.json").write_text(json.dumps(
-            {"notebook_seconds": {"01_data.ipynb": 1.5, "02_features.ipynb": 2.0}}))
+        (run_dir / "finished.json").write_text(
+            json.dumps({"notebook_seconds": {"01_data.ipynb": 1.5, "02_features.ipynb": 2.0}})
+        )
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(bench_e2e.subprocess, "run", fake_run)
@@ -353,14 +364,16 @@ def test_e2e_time_pipeline_reads_finished_json(monkeypatch: pytest.MonkeyPatch) 
     assert 0 <= seconds < 10
     assert per_notebook == {"01_data.ipynb": 1.5, "02_features.ipynb": 2.0}
 
-    monkeypatch.setattr(bench_e2e.subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "boom"))
+    monkeypatch.setattr(
+        bench_e2e.subprocess,
+        "run",
+        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "boom"),
+    )
     with pytest.raises(RuntimeError, match="pipeline failed: boom"):
         bench_e2e.time_pipeline("smoke")
 
 
-def test_e2e_time_umap_uses_the_cache_dir(monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:
+def test_e2e_time_umap_uses_the_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     compile(bench_e2e.UMAP_SNIPPET, "<umap snippet>", "exec")  # at least valid Python
 
     def fake_run(cmd, env, **kwargs):
@@ -372,8 +385,9 @@ def test_e2e_time_umap_uses_the_cache_dir(monkeypatch: pytest.MonkeyPatch,
     assert bench_e2e.time_umap(tmp_path) == 2.5
 
 
-@pytest.mark.parametrize(("quick", "total", "met"), [(False, 300.0, "yes"),
-                                                     (False, 400.0, "no"), (True, 30.0, "—")])
+@pytest.mark.parametrize(
+    ("quick", "total", "met"), [(False, 300.0, "yes"), (False, 400.0, "no"), (True, 30.0, "—")]
+)
 def test_e2e_rows(monkeypatch: pytest.MonkeyPatch, quick: bool, total: float, met: str) -> None:
     presets = []
 
@@ -390,13 +404,18 @@ def test_e2e_rows(monkeypatch: pytest.MonkeyPatch, quick: bool, total: float, me
     assert presets == [preset]
     assert rows[0].what.startswith(f"`{preset}` pipeline") and rows[0].ours == f"{total:.0f} s"
     assert rows[0].met == met
-    assert [(r.what, r.ours) for r in rows[1:3]] == [("  01_data.ipynb", "1.2 s"),
-                                                      ("  02_features.ipynb", "3.0 s")]
+    assert [(r.what, r.ours) for r in rows[1:3]] == [
+        ("  01_data.ipynb", "1.2 s"),
+        ("  02_features.ipynb", "3.0 s"),
+    ]
     if quick:  # the UMAP cache pair is skipped to keep --quick under 2 minutes
         assert len(rows) == 3
     else:
         assert (rows[3].ours, rows[3].baseline, rows[3].ratio) == (
-            "2.0 s", "8.0 s (cold cache)", "4.0×")
+            "2.0 s",
+            "8.0 s (cold cache)",
+            "4.0×",
+        )
 
 
 # --- runner -------------------------------------------------------------------------------
@@ -409,8 +428,7 @@ def test_runner_main_writes_results(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         calls.append((name, quick))
         return [Row(name, f"{name} thing", "0.123 s (0.100–0.200)", "0.5 s", "4.07×")]
 
-    monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"),
-                                                ("beta", "Beta things")))
+    monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"), ("beta", "Beta things")))
     monkeypatch.setattr(bench_run, "run_section", fake_section)
     out = tmp_path / "RESULTS.md"
     assert bench_run.main(["--quick", "--out", str(out)]) == 0
@@ -445,13 +463,14 @@ def test_run_section_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         "from benchmarks.common import Row\n"
         "def run(quick):\n"
         "    print('noise before the rows')\n"
-        "    return [Row('fake', f'quick={quick}', '1.000 s (1.000–1.000)', ratio='2.0×')]\n")
-    (package / "bench_broken.py").write_text(
-        "def run(quick):\n    raise ValueError('no luck')\n")
+        "    return [Row('fake', f'quick={quick}', '1.000 s (1.000–1.000)', ratio='2.0×')]\n"
+    )
+    (package / "bench_broken.py").write_text("def run(quick):\n    raise ValueError('no luck')\n")
     monkeypatch.setattr(bench_run, "ROOT", tmp_path)
 
     assert bench_run.run_section("fake", True) == [
-        Row("fake", "quick=True", "1.000 s (1.000–1.000)", ratio="2.0×")]
+        Row("fake", "quick=True", "1.000 s (1.000–1.000)", ratio="2.0×")
+    ]
     (failed,) = bench_run.run_section("broken", False)
     assert failed.section == "broken"
     assert failed.what == "bench_broken failed (exit 1)"
@@ -480,14 +499,23 @@ def tiny_study(n_images: int = 60) -> dict[str, np.ndarray]:
     owner = np.repeat(np.arange(n_images), 5)
     w = rng.standard_normal((24, 12)).astype(np.float32)
     txt = (img[owner] @ w + 0.3 * rng.standard_normal((len(owner), 12))).astype(np.float32)
-    return {"image_feats": img, "text_feats": txt, "owner": owner, "fit": np.arange(40),
-            "select": np.arange(40, 48), "val": np.arange(48, n_images)}
+    return {
+        "image_feats": img,
+        "text_feats": txt,
+        "owner": owner,
+        "fit": np.arange(40),
+        "select": np.arange(40, 48),
+        "val": np.arange(48, n_images),
+    }
 
 
 def test_score_case_trains_both_models_and_fuses(tmp_path: Path) -> None:
-    case = bench_quality.QualityCase("lin", "infonce_linear", image_encoder="a",
-                                     overrides={"train.epochs": 3, "train.batch_size": 32,
-                                                "optim.lr": 1e-2})
+    case = bench_quality.QualityCase(
+        "lin",
+        "infonce_linear",
+        image_encoder="a",
+        overrides={"train.epochs": 3, "train.batch_size": 32, "optim.lr": 1e-2},
+    )
     rows = bench_quality.score_case(case, **tiny_study(), out_dir=tmp_path)
     assert [r.model for r in rows] == ["img2txt", "txt2img", "fused"]
     for r in rows:
@@ -504,26 +532,37 @@ def test_score_case_trains_both_models_and_fuses(tmp_path: Path) -> None:
     assert "| lin | fused |" in table and "| — | — |" in table
 
 
-def fake_score(case: str, recipe: str, model: str, rsum: float, encoder: str,
-               collapsed: str = "no") -> bench_quality.ModelScore:
+def fake_score(
+    case: str, recipe: str, model: str, rsum: float, encoder: str, collapsed: str = "no"
+) -> bench_quality.ModelScore:
     metrics = {c: rsum / 6 for c in bench_quality.COLUMNS}
     metrics.update({"rsum": rsum, "i2t_mAP@10": 0.1, "t2i_mAP@10": 0.2})
-    return bench_quality.ModelScore(case, recipe, model, encoder, metrics, collapsed,
-                                    2, 5, 10.0)
+    return bench_quality.ModelScore(case, recipe, model, encoder, metrics, collapsed, 2, 5, 10.0)
 
 
 def test_report_names_the_best_and_the_seed_and_merges_into_results(tmp_path: Path) -> None:
     study = bench_quality.STUDY_IMAGE
-    rows = [fake_score("seed", "seed", "img2txt", 40.0, study, "yes (txt_effective_rank < 2.0)"),
-            fake_score("seed", "seed", "txt2img", 30.0, study, "no"),
-            fake_score("good", "vsepp", "fused", 310.0, study, "—"),
-            fake_score("ref", "vsepp", "fused", 400.0, "other")]  # not on the study features
+    rows = [
+        fake_score("seed", "seed", "img2txt", 40.0, study, "yes (txt_effective_rank < 2.0)"),
+        fake_score("seed", "seed", "txt2img", 30.0, study, "no"),
+        fake_score("good", "vsepp", "fused", 310.0, study, "—"),
+        fake_score("ref", "vsepp", "fused", 400.0, "other"),
+    ]  # not on the study features
     cases = [bench_quality.QualityCase("seed", "seed", note="16 of 50 epochs")]
     block = bench_quality.report(
-        rows, cases, data=Path("/data/f8k"), n_fit=5500, n_select=500, n_val=1000,
-        feature_seconds={"minilm:mean": 0.0}, train_seconds=600.0, command="cmd")
+        rows,
+        cases,
+        data=Path("/data/f8k"),
+        n_fit=5500,
+        n_select=500,
+        n_val=1000,
+        feature_seconds={"minilm:mean": 0.0},
+        train_seconds=600.0,
+        command="cmd",
+    )
     assert block.startswith(bench_quality.START_MARK) and block.endswith(
-        bench_quality.END_MARK + "\n")
+        bench_quality.END_MARK + "\n"
+    )
     assert "`good`, fused model (img2txt + txt2img scores fused): rsum **310.0**" in block
     assert "target ≥ 300: met" in block and "10.0 min" in block
     assert "img2txt: rsum 40.0, collapsed yes (txt_effective_rank < 2.0)" in block
@@ -543,8 +582,9 @@ def test_report_names_the_best_and_the_seed_and_merges_into_results(tmp_path: Pa
 
 def test_runner_keeps_the_quality_block(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"),))
-    monkeypatch.setattr(bench_run, "run_section",
-                        lambda name, quick: [Row(name, "x", "1.000 s (1.000–1.000)")])
+    monkeypatch.setattr(
+        bench_run, "run_section", lambda name, quick: [Row(name, "x", "1.000 s (1.000–1.000)")]
+    )
     out = tmp_path / "RESULTS.md"
     block = f"{bench_quality.START_MARK}\n## Quality\n\nrsum 321\n{bench_quality.END_MARK}\n"
     out.write_text("# Benchmark results\n\nold speed table\n\n" + block)
@@ -554,8 +594,9 @@ def test_runner_keeps_the_quality_block(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert text.endswith(block)
 
 
-def test_bench_quality_without_data_says_where_it_looked(capsys: pytest.CaptureFixture[str],
-                                                          tmp_path: Path) -> None:
+def test_bench_quality_without_data_says_where_it_looked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     assert bench_quality.main(["--data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "no Flickr8k folder found" in err and "--data DIR" in err

@@ -3,7 +3,7 @@
 Importing the package changes no global state (no seeding, no threads, no downloads).
 """
 
-from xmr_utils.errors import XmrError
+from xmr_utils.core.errors import XmrError
 
 __all__ = ["XmrError"]
 __version__ = "0.1.0"

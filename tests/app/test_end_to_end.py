@@ -1,0 +1,69 @@
+"""All seven notebooks through papermill on a tiny synthetic set (the `smoke` preset).
+
+Checks the plumbing end to end — every notebook runs, the run folder holds what the README
+promises — not the science (that is benchmarks/ and the demo)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_notebook(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "smoke"
+    cmd = [
+        sys.executable,
+        "-m",
+        "xmr_utils.pipeline",
+        "--preset",
+        "smoke",
+        "--run-dir",
+        str(run_dir),
+        "--runs-root",
+        str(tmp_path / "runs"),
+        "-p",
+        "data_dir",
+        str(tmp_path / "data"),
+        "-p",
+        "features_dir",
+        str(tmp_path / "features"),
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    executed = sorted(p.name for p in (run_dir / "executed").glob("*.ipynb"))
+    assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05", "06"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["split"] == "test"
+    for recipe in ("vsepp", "seed"):
+        assert set(metrics["models"][recipe]) == {"img2txt", "txt2img", "fused"}
+        for values in metrics["models"][recipe].values():
+            for key in ("i2t_R@1", "t2i_R@10", "i2t_mAP@10", "t2i_mAP@1", "i2t_mAPcap@5", "rsum"):
+                assert 0 <= values[key] <= (600 if key == "rsum" else 100)
+    for model in ("img2txt-vsepp", "txt2img-seed"):
+        folder = run_dir / "models" / model
+        assert (folder / "best.pt").is_file() and (folder / "last.pt").is_file()
+        assert len((folder / "history.jsonl").read_text().splitlines()) == 2  # smoke: 2 epochs
+    figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert {
+        "00_caption_lengths",
+        "00_samples",
+        "04_rsum",
+        "05_umap_img2txt",
+        "05_collapse_curves",
+        "04_grid_t2i_vsepp_img2txt",
+        "05_snapshots_img2txt",
+        "05_snapshots_txt2img",
+    } <= figures
+    assert metrics["caveat"] == ""  # reported on test, not on the selection split
+    assert json.loads((run_dir / "finished.json").read_text())["notebook_seconds"]
+    assert "rsum" in done.stdout  # the summary table
+
+    # a finished run is never overwritten: a second pipeline into it is refused
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr

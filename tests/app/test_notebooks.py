@@ -1,0 +1,44 @@
+"""Notebook hygiene: committed without outputs, a typed parameters cell, no logic of their own."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from xmr_utils.app import runner
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path: Path) -> None:
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert not cell["outputs"] and cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_is_typed_literals_that_papermill_reads(path: Path) -> None:
+    tagged = [c for c in _cells(path) if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    tree = ast.parse("".join(tagged[0]["source"]))
+    names = []
+    for node in tree.body:
+        assert isinstance(node, ast.AnnAssign), "parameters are `name: type = literal` lines"
+        ast.literal_eval(node.value)  # a literal, nothing derived
+        names.append(node.target.id)
+    # papermill silently skips lines it cannot parse; every line must be declared
+    assert sorted(runner.declared_parameters(path)) == sorted(names)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_functions_or_classes_in_notebooks(path: Path) -> None:
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            for node in ast.walk(ast.parse("".join(cell["source"]))):
+                assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda)

@@ -1,0 +1,97 @@
+"""The notebook steps' own logic (the notebooks run end to end in test_end_to_end)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xmr_utils.app import study
+from xmr_utils.core import config
+from xmr_utils.core.data.corpus import CaptionCorpus
+from xmr_utils.core.errors import XmrError
+
+
+def corpus(tmp_path: Path) -> CaptionCorpus:
+    files = tuple(tmp_path / f"{i}.jpg" for i in range(5))
+    owner = np.array([0, 0, 1, 2, 2, 2, 3, 4])  # images own 2, 1, 3, 1, 1 captions
+    return CaptionCorpus(
+        "toy",
+        tmp_path,
+        files,
+        tuple(f"c{i}" for i in range(8)),
+        owner,
+        {"train": np.array([0, 1]), "val": np.array([], dtype=np.int64), "test": np.array([4, 2])},
+    )
+
+
+def test_split_view_maps_captions_to_local_image_rows(tmp_path: Path) -> None:
+    view = study.split_view(corpus(tmp_path), "test")
+    np.testing.assert_array_equal(view.images, [2, 4])
+    np.testing.assert_array_equal(view.captions, [3, 4, 5, 7])
+    np.testing.assert_array_equal(view.owner, [0, 0, 0, 1])
+    with pytest.raises(XmrError, match="split 'val' of toy is empty"):
+        study.split_view(corpus(tmp_path), "val")
+
+
+def test_auto_split_is_test_or_val_when_there_is_no_test(tmp_path: Path) -> None:
+    toy = corpus(tmp_path)
+    assert study.resolve_split(toy, "auto") == "test"
+    assert study.split_view(toy, "auto").name == "test"
+    no_test = CaptionCorpus(
+        "f8k",
+        tmp_path,
+        toy.image_files,
+        toy.captions,
+        toy.owner,
+        {"train": np.array([0, 1]), "val": np.array([4, 2]), "test": np.array([], dtype=np.int64)},
+    )
+    view = study.split_view(no_test, "auto")
+    assert view.name == "val"
+    np.testing.assert_array_equal(view.images, [2, 4])
+    assert study.resolve_split(no_test, "train") == "train"
+    with pytest.raises(XmrError, match="choose another split, or 'auto'"):
+        study.split_view(no_test, "test")
+
+
+def test_fuse_scores_puts_both_models_on_one_scale() -> None:
+    rng = np.random.default_rng(0)
+    cosine = rng.uniform(-1, 1, size=(4, 6))
+    sq_l2 = -1000.0 * rng.uniform(0, 1, size=(4, 6))  # a much larger scale
+    fused = study.fuse_scores(cosine, sq_l2)
+    expected = ((cosine - cosine.mean()) / cosine.std() + (sq_l2 - sq_l2.mean()) / sq_l2.std()) / 2
+    np.testing.assert_allclose(fused, expected)
+    np.testing.assert_allclose(
+        study.fuse_scores(cosine, np.zeros((4, 6))), (cosine - cosine.mean()) / cosine.std() / 2
+    )  # constant: no NaN
+
+
+def test_parse_recipes_checks_every_name() -> None:
+    assert config.parse_recipes(" vsepp, seed ,") == ["vsepp", "seed"]
+    with pytest.raises(XmrError, match="unknown recipe 'vse'"):
+        config.parse_recipes("vsepp,vse")
+    with pytest.raises(XmrError, match="no recipe named"):
+        config.parse_recipes(" , ")
+
+
+def test_model_dir_and_sample_images(tmp_path: Path) -> None:
+    assert study.model_dir(tmp_path, "img2txt", "seed") == tmp_path / "models" / "img2txt-seed"
+    with pytest.raises(XmrError, match="unknown direction 'i2t'"):
+        study.model_dir(tmp_path, "i2t", "seed")
+    picks = study.sample_images(corpus(tmp_path), n=5, seed=1)
+    assert picks == [0, 1]  # only the training split, at most its size
+
+
+def test_nearest_neighbours_excludes_the_query_itself() -> None:
+    feats = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
+    table = study.nearest_neighbours(feats, ["a", "a'", "b", "b'"], queries=4, k=1)
+    pairs = dict(zip(table["query"], table["neighbour"], strict=True))
+    assert pairs == {"a": "a'", "a'": "a", "b": "b'", "b'": "b"}
+
+
+def test_split_note_states_the_split_and_the_val_caveat() -> None:
+    metrics = {"split": "test", "dataset": "toy", "n_images": 2, "n_captions": 4, "caveat": ""}
+    assert study.split_note(metrics) == (
+        "Reported on the **test** split of toy: 2 images, 4 captions."
+    )
+    val = {**metrics, "split": "val", "caveat": study.SELECTION_CAVEAT}
+    assert study.split_note(val).endswith(f"**Note:** {study.SELECTION_CAVEAT}.")

@@ -1,0 +1,125 @@
+"""Registry, spec grammar and import cost of xmr_utils.core.encoders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from xmr_utils.core.encoders import (
+    IMAGE_ENCODERS,
+    TEXT_ENCODERS,
+    build_image_encoder,
+    build_text_encoder,
+    parse_spec,
+    spec_file_stem,
+)
+from xmr_utils.core.errors import XmrError
+
+
+def test_registries_hold_the_agreed_encoders() -> None:
+    assert set(IMAGE_ENCODERS) == {
+        "efficientnet_lite0",
+        "efficientnet_lite2",
+        "vgg16",
+        "vgg19",
+        "resnet50",
+        "resnet152",
+        "faster_rcnn",
+    }
+    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "options", "canonical", "dim"),
+    [
+        ("efficientnet_lite0", {}, "efficientnet_lite0:pool", 1280),
+        ("vgg16", {}, "vgg16:fc7", 4096),
+        ("vgg19:fc7", {}, "vgg19:fc7", 4096),
+        ("resnet50", {}, "resnet50:pool", 2048),
+        ("resnet152", {}, "resnet152:pool", 2048),
+        ("faster_rcnn", {}, "faster_rcnn:regions", 1024),
+        ("faster_rcnn:regions", {"max_regions": 10}, "faster_rcnn:regions+max_regions=10", 1024),
+        ("faster_rcnn:backbone", {}, "faster_rcnn:backbone", 2048),
+    ],
+)
+def test_image_specs_are_canonical(spec: str, options: dict, canonical: str, dim: int) -> None:
+    enc = build_image_encoder(spec, **options)
+    assert enc.spec == canonical
+    assert enc.dim == dim
+
+
+@pytest.mark.parametrize(
+    ("spec", "options", "canonical"),
+    [
+        ("minilm", {}, "minilm:mean"),
+        ("minilm:cls", {}, "minilm:cls"),
+        ("glove", {}, "glove:mean"),
+        ("glove:sum", {}, "glove:sum"),
+        ("fasttext", {}, "fasttext:mean"),
+        ("fasttext:sum", {"dim": 32}, "fasttext:sum+dim=32"),
+        ("fasttext", {"vectors": "/x/cc.en.300.bin"}, "fasttext:mean+vectors=cc.en.300"),
+        ("bert", {}, "bert:mean"),
+        ("bert:pooler", {"model": "prajjwal1/bert-tiny"}, "bert:pooler+model=prajjwal1-bert-tiny"),
+    ],
+)
+def test_text_specs_are_canonical(spec: str, options: dict, canonical: str) -> None:
+    assert build_text_encoder(spec, **options).spec == canonical
+
+
+def test_unknown_name_lists_accepted() -> None:
+    with pytest.raises(XmrError, match=r"unknown image encoder 'vgg17'; accepted: .*vgg16"):
+        build_image_encoder("vgg17")
+    with pytest.raises(
+        XmrError,
+        match=r"unknown text encoder 'word2vec'; accepted: bert, "
+        r"fasttext, glove, minilm",
+    ):
+        build_text_encoder("word2vec")
+
+
+def test_unknown_variant_lists_accepted() -> None:
+    with pytest.raises(
+        XmrError,
+        match=r"variant of text encoder 'minilm' 'max'; accepted: "
+        r"cls, mean",
+    ):
+        build_text_encoder("minilm:max")
+    with pytest.raises(XmrError, match=r"accepted: backbone, regions"):
+        build_image_encoder("faster_rcnn:boxes")
+
+
+def test_unknown_option_lists_accepted() -> None:
+    with pytest.raises(XmrError, match=r"'glove' has no option 'dim'; accepted: none"):
+        build_text_encoder("glove", dim=300)
+    with pytest.raises(
+        XmrError,
+        match=r"no option 'pretrained'; accepted: channels_last, "
+        r"weights",
+    ):
+        build_image_encoder("vgg16", pretrained=True)
+    with pytest.raises(XmrError, match="apply to training only"):
+        build_text_encoder("fasttext", vectors="a.vec", dim=300)
+
+
+@pytest.mark.parametrize("bad", ["", "a:b:c", "fasttext:mean+dim=3"])
+def test_malformed_specs_are_refused(bad: str) -> None:
+    with pytest.raises(XmrError, match="encoder spec"):
+        parse_spec(bad)
+
+
+def test_cache_stem_is_filesystem_safe() -> None:
+    stem = spec_file_stem(build_text_encoder("fasttext", vectors="/a b/c:d.vec").spec)
+    assert stem == "fasttext__mean+vectors=c-d"
+    assert "/" not in stem and ":" not in stem and " " not in stem
+
+
+def test_import_is_cheap() -> None:
+    code = (
+        "import sys, xmr_utils.core.encoders, xmr_utils.core.features; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'transformers', 'gensim', 'PIL',"
+        " 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

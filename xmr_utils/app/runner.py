@@ -1,0 +1,185 @@
+"""The notebook runner: presets, the notebooks' declared parameters, and papermill execution.
+
+:func:`run_notebooks` executes the study notebooks ``NN_*.ipynb`` in order into a run folder's
+``executed/``; each notebook gets ``run_dir`` plus those of the run's parameters that its
+``parameters`` cell declares. The command line on top of it is :mod:`xmr_utils.app.cli`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xmr_utils.app.runs import resolve_path
+from xmr_utils.core.errors import XmrError, unknown_choice
+
+NOTEBOOK_DIR = "notebooks"
+
+#: Parameter presets. Values not named here keep the notebooks' own defaults.
+PRESETS: Mapping[str, Mapping[str, Any]] = {
+    # `make demo`: the whole study on the offline synthetic dataset in a few minutes.
+    "demo": {
+        "dataset": "synthetic",
+        "synthetic_images": 600,
+        "image_encoder": "efficientnet_lite0",
+        "text_encoder": "minilm:mean",
+        "recipes": "vsepp,seed",
+        # 12 epochs for every recipe keeps the demo within minutes on 2 cores; the seed
+        # recipe's caption embeddings have already collapsed by then (notebook 05).
+        "epochs": 12,
+    },
+    # The end-to-end test: tens of images, 2 epochs — checks the plumbing, not the science.
+    "smoke": {
+        "dataset": "synthetic",
+        "synthetic_images": 40,
+        "image_encoder": "efficientnet_lite0",
+        "text_encoder": "glove:mean",
+        "recipes": "vsepp,seed",
+        "epochs": 2,
+        "umap_points": 60,
+    },
+    # Real images: Flickr8k under data/flickr8k (or pass -p dataset PATH), with the features
+    # and recipes of the quality benchmark (benchmarks/bench_quality.py).
+    "flickr8k": {
+        "dataset": "flickr8k",
+        "image_encoder": "efficientnet_lite0:tta+efficientnet_lite2:tta",
+        "text_encoder": "minilm:mean",
+        "recipes": "infonce_linear,vsepp,seed",
+    },
+}
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """One executed notebook: its name, seconds, and the error line when it failed."""
+
+    name: str
+    seconds: float
+    error: str = ""
+
+
+def notebook_paths(notebook_dir: str | Path = NOTEBOOK_DIR) -> list[Path]:
+    """The study notebooks ``NN_*.ipynb`` in order."""
+    folder = resolve_path(notebook_dir)
+    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise XmrError(f"no notebooks NN_*.ipynb found in {folder}")
+    return paths
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Name -> default value of the notebook's ``parameters`` cell (papermill's inspection gives
+    the source text of each default; the cell holds literals only, so it evaluates safely)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(path))
+    return {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value: a Python literal when it parses as one (``3``, ``0.5``, ``True``), else
+    the string itself (``flickr8k``, ``vsepp,seed``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def resolve_parameters(
+    preset: str, overrides: Sequence[tuple[str, str]], declared: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Every notebook parameter's effective value: the notebooks' defaults, then the preset,
+    then the ``-p`` overrides (each name must be declared by some notebook)."""
+    if preset not in PRESETS:
+        raise unknown_choice("preset", preset, PRESETS)
+    defaults = {k: v for nb in declared.values() for k, v in nb.items() if k != "run_dir"}
+    params = {**defaults, **PRESETS[preset]}
+    for name, text in overrides:
+        if name not in defaults:
+            raise unknown_choice("parameter", name, defaults)
+        params[name] = parse_value(text)
+    return params
+
+
+def select_notebooks(paths: Sequence[Path], only: str) -> list[Path]:
+    """The notebooks whose two-digit prefix is in the comma list ``only`` (all when empty)."""
+    if not only:
+        return list(paths)
+    wanted = [p.strip() for p in only.split(",") if p.strip()]
+    by_prefix = {p.name[:2]: p for p in paths}
+    for prefix in wanted:
+        if prefix not in by_prefix:
+            raise unknown_choice("notebook", prefix, by_prefix)
+    return [by_prefix[prefix] for prefix in sorted(wanted)]
+
+
+def run_notebooks(
+    paths: Sequence[Path], run_dir: Path, params: Mapping[str, Any], *, log_output: bool = False
+) -> list[NotebookResult]:
+    """Execute ``paths`` in order into ``run_dir/executed``; stop at the first failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    env_defaults = {
+        "NUMBA_CACHE_DIR": str(resolve_path("data/cache/numba")),
+        "MPLCONFIGDIR": str(resolve_path("data/cache/matplotlib")),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "XMR_HOME": str(resolve_path(".")),
+    }
+    for key, value in env_defaults.items():  # inherited by the kernels papermill starts
+        os.environ.setdefault(key, value)
+    results = []
+    for path in paths:
+        declared = declared_parameters(path)
+        nb_params = {k: v for k, v in params.items() if k in declared}
+        nb_params["run_dir"] = str(run_dir)
+        start = time.perf_counter()
+        print(f"[xmr] {path.name} ...", flush=True)
+        try:
+            papermill.execute_notebook(
+                str(path),
+                str(run_dir / "executed" / path.name),
+                parameters=nb_params,
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=log_output,
+                cwd=str(resolve_path(".")),
+            )
+        except PapermillExecutionError as err:
+            line = f"{err.ename}: {err.evalue}".strip()
+            results.append(NotebookResult(path.stem, time.perf_counter() - start, line))
+            break
+        results.append(NotebookResult(path.stem, time.perf_counter() - start))
+        print(f"[xmr] {path.name} done in {results[-1].seconds:.1f} s", flush=True)
+    return results
+
+
+def summary_table(metrics: Mapping[str, Any]) -> str:
+    """Plain-text table of the test metrics: one row per recipe × model."""
+    cols = (
+        "i2t_R@1",
+        "i2t_R@5",
+        "i2t_R@10",
+        "t2i_R@1",
+        "t2i_R@5",
+        "t2i_R@10",
+        "rsum",
+        "i2t_mAP@10",
+        "t2i_mAP@10",
+    )
+    head = f"{'recipe':<10} {'model':<8} " + " ".join(f"{c:>10}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for recipe, models in metrics.get("models", {}).items():
+        for model, values in models.items():
+            cells = " ".join(f"{float(values.get(c, float('nan'))):>10.2f}" for c in cols)
+            lines.append(f"{recipe:<10} {model:<8} {cells}")
+    split = metrics.get("split", "?")
+    caveat = f"\nnote: {metrics['caveat']}" if metrics.get("caveat") else ""
+    return f"{metrics.get('dataset', '?')}, {split} split\n" + "\n".join(lines) + caveat

@@ -1,0 +1,54 @@
+"""Image and text encoders behind one registry each.
+
+>>> from xmr_utils.core.encoders import build_image_encoder, build_text_encoder
+>>> enc = build_text_encoder("glove:mean")        # name or name:variant, options as keywords
+>>> sorted(IMAGE_ENCODERS)                        # doctest: +NORMALIZE_WHITESPACE
+['efficientnet_lite0', 'efficientnet_lite2', 'faster_rcnn', 'resnet152', 'resnet50',
+ 'vgg16', 'vgg19']
+
+Importing this package is cheap: torch, torchvision, transformers and gensim are imported
+inside the encoders when they first load weights.
+"""
+
+from xmr_utils.core.encoders import efficientnet as _efficientnet  # noqa: F401  (registers)
+from xmr_utils.core.encoders import faster_rcnn as _faster_rcnn  # noqa: F401
+from xmr_utils.core.encoders import torchvision_cnn as _torchvision_cnn  # noqa: F401
+from xmr_utils.core.encoders import transformer_text as _transformer_text  # noqa: F401
+from xmr_utils.core.encoders import word_vectors as _word_vectors  # noqa: F401
+from xmr_utils.core.encoders.base import (
+    ImageEncoder,
+    TextEncoder,
+    TextReport,
+    default_num_workers,
+    safe_l2_normalize,
+)
+from xmr_utils.core.encoders.catalog import (
+    IMAGE_ENCODERS,
+    TEXT_ENCODERS,
+    EncoderEntry,
+    build_image_encoder,
+    build_image_encoders,
+    build_text_encoder,
+    parse_spec,
+    spec_file_stem,
+    split_concatenated,
+)
+from xmr_utils.core.encoders.word_vectors import tokenize
+
+__all__ = [
+    "IMAGE_ENCODERS",
+    "TEXT_ENCODERS",
+    "EncoderEntry",
+    "ImageEncoder",
+    "TextEncoder",
+    "TextReport",
+    "build_image_encoder",
+    "build_image_encoders",
+    "build_text_encoder",
+    "default_num_workers",
+    "parse_spec",
+    "safe_l2_normalize",
+    "spec_file_stem",
+    "split_concatenated",
+    "tokenize",
+]

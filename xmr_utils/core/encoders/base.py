@@ -1,0 +1,175 @@
+"""The contracts every image and text encoder meets, and small helpers they share.
+
+An encoder is built cheaply (no weights are read until first use), so that the feature
+cache can ask for :meth:`weights_id` and :meth:`preprocessing_id` to validate a cached file
+without loading a model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from xmr_utils.core.errors import XmrError
+
+
+def default_num_workers(device: str = "cpu") -> int:
+    """Image-decoding worker processes used when the caller gives none: 0 on a CPU (decode
+    in-process, every core computes), ``min(4, cpu count - 1)`` on a GPU.
+
+    On a CPU the forward pass, not JPEG decoding, is the bottleneck, and each worker takes a
+    core from torch's compute threads (the loop caps threads at ``cpu count - workers``).
+    Measured with ``benchmarks/bench_extract.py`` on 2 quiet cores: efficientnet_lite0 58.9
+    img/s with 0 workers + 2 threads vs. 37.5 with 2 workers + 1 thread; VGG16's forward alone
+    runs 6.4 img/s on 2 threads but gave 3.1 img/s end to end with 2 workers + 1 thread. On a
+    machine busy with other work, ``num_workers=2`` can be faster (24 vs. 8 img/s at a load
+    of 8); pass it explicitly there.
+    """
+    cores = os.cpu_count() or 1
+    if device.startswith("cuda"):
+        return max(0, min(4, cores - 1))
+    return 0
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values pass through."""
+    if device != "auto":
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise XmrError(
+                f"device {device!r} was requested but no CUDA GPU is visible; "
+                "pass device='cpu' or device='auto'"
+            )
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass(frozen=True)
+class TextReport:
+    """What the last :meth:`TextEncoder.encode_texts` call saw.
+
+    Attributes:
+        n_texts: number of texts encoded.
+        n_no_known_word: texts that had no word the encoder knows; their row is all zeros.
+        examples: up to 5 indices (into the encoded texts) of such texts.
+    """
+
+    n_texts: int = 0
+    n_no_known_word: int = 0
+    examples: tuple[int, ...] = field(default=())
+
+    def message(self) -> str:
+        """One line for a log, empty when every text had a known word."""
+        if not self.n_no_known_word:
+            return ""
+        return (
+            f"{self.n_no_known_word} of {self.n_texts} captions have no known word and were "
+            f"encoded as zero vectors (e.g. indices {list(self.examples)})"
+        )
+
+
+def report_from_mask(known: np.ndarray) -> TextReport:
+    """Build a :class:`TextReport` from a bool array ``[N]``: True where a text had a known word."""
+    missing = np.flatnonzero(~np.asarray(known, dtype=bool))
+    return TextReport(len(known), int(len(missing)), tuple(int(i) for i in missing[:5]))
+
+
+def safe_l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows of ``x`` ``[N, D]`` scaled to unit length; all-zero rows stay zero (never NaN)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norms > eps, x / np.maximum(norms, eps), 0.0).astype(np.float32, copy=False)
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Maps image files to one float32 vector each.
+
+    Attributes:
+        spec: canonical cache key, e.g. ``"vgg16:fc7"``; only ``[A-Za-z0-9._:+=-]``.
+        dim: feature width ``D``.
+    """
+
+    spec: str
+    dim: int
+
+    def weights_id(self) -> str:
+        """``<weights file name>:<short sha256 of the file>``; raises XmrError when missing."""
+        ...
+
+    def preprocessing_id(self) -> str:
+        """Short text that changes whenever the pixels fed to the network would change."""
+        ...
+
+    def encode_images(
+        self,
+        paths: Sequence[Path],
+        *,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        device: str = "auto",
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Features ``[len(paths), dim]`` float32; an unreadable image raises XmrError naming it."""
+        ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Maps caption strings to one float32 vector each.
+
+    Attributes:
+        spec: canonical cache key, e.g. ``"minilm:mean"``.
+        dim: feature width ``D``.
+        needs_fit: True when :meth:`fit` must see the training captions first (fastText).
+        last_report: :class:`TextReport` of the last :meth:`encode_texts` call.
+    """
+
+    spec: str
+    dim: int
+    needs_fit: bool
+    last_report: TextReport
+
+    def weights_id(self) -> str:
+        """Identity of the weights (file name + short hash, or the training recipe)."""
+        ...
+
+    def fit(self, train_captions: Sequence[str]) -> None:
+        """Train on the training split's captions (no-op for pretrained encoders)."""
+        ...
+
+    def save(self, directory: Path) -> None:
+        """Write the fitted state into ``directory`` (no-op for pretrained encoders)."""
+        ...
+
+    def load(self, directory: Path) -> None:
+        """Read the fitted state written by :meth:`save` (no-op for pretrained encoders)."""
+        ...
+
+    def encode_texts(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = True
+    ) -> np.ndarray:
+        """Features ``[len(texts), dim]`` float32; texts with no known word give zero rows."""
+        ...
+
+
+class PretrainedTextEncoder:
+    """Mixin for text encoders with nothing to fit: ``fit``/``save``/``load`` do nothing."""
+
+    needs_fit: bool = False
+
+    def fit(self, train_captions: Sequence[str]) -> None:
+        """Nothing to train: the weights are pretrained."""
+
+    def save(self, directory: Path) -> None:
+        """Nothing to save: the weights are pretrained."""
+
+    def load(self, directory: Path) -> None:
+        """Nothing to load: the weights are pretrained."""

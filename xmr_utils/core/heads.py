@@ -1,0 +1,163 @@
+"""Projection heads: MLPs from precomputed features into the shared embedding space.
+
+:class:`ProjectionHead` is built from a :class:`~xmr_utils.core.config.HeadConfig`;
+:class:`DualEncoder` pairs an image head and a text head with the retrieval ``metric``
+(``dot`` for cosine recipes whose heads L2-normalise, ``neg_sqeuclidean`` otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xmr_utils.core.config import ACTIVATIONS, HeadConfig, Recipe
+from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.retrieval import similarity
+
+METRICS: tuple[str, ...] = ("dot", "neg_sqeuclidean")
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "prelu":
+        return nn.PReLU()  # one shared slope, torch's default
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":
+        return nn.GELU()
+    raise unknown_choice("activation", name, ACTIVATIONS)
+
+
+class ProjectionHead(nn.Module):
+    """``[Linear -> activation -> Dropout] x len(hidden) -> Linear -> Dropout -> L2 norm``.
+
+    Maps ``[N, in_dim]`` to ``[N, config.out_dim]``; dropout layers with p = 0 are left
+    out and the L2 normalisation only when ``config.l2_normalize``.
+    """
+
+    def __init__(self, in_dim: int, config: HeadConfig) -> None:
+        super().__init__()
+        if in_dim <= 0:
+            raise XmrError(f"a projection head needs in_dim > 0, got {in_dim}")
+        self.in_dim = in_dim
+        self.config = config
+        layers: list[nn.Module] = []
+        width = in_dim
+        for hidden in config.hidden:
+            layers += [nn.Linear(width, hidden), _activation(config.activation)]
+            if config.dropout > 0:
+                layers.append(nn.Dropout(config.dropout))
+            width = hidden
+        layers.append(nn.Linear(width, config.out_dim))
+        if config.final_dropout > 0:
+            layers.append(nn.Dropout(config.final_dropout))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [N, in_dim]`` -> embeddings ``[N, out_dim]``."""
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise XmrError(f"head expects input [N, {self.in_dim}], got {tuple(x.shape)}")
+        out = self.layers(x)
+        return F.normalize(out, dim=1) if self.config.l2_normalize else out
+
+
+class DualEncoder(nn.Module):
+    """An image head and a text head that embed into one ``D``-dimensional space.
+
+    ``metric`` names the score :meth:`scores` uses: ``dot`` (cosine when both heads
+    L2-normalise) or ``neg_sqeuclidean`` (``-|a - b|^2``).
+    """
+
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        image_head: HeadConfig,
+        text_head: HeadConfig,
+        metric: str = "dot",
+    ) -> None:
+        super().__init__()
+        if metric not in METRICS:
+            raise unknown_choice("metric", metric, METRICS)
+        if image_head.out_dim != text_head.out_dim:
+            raise XmrError(
+                f"image and text heads must share out_dim, got {image_head.out_dim} "
+                f"and {text_head.out_dim}"
+            )
+        self.image_head = ProjectionHead(image_dim, image_head)
+        self.text_head = ProjectionHead(text_dim, text_head)
+        self.metric = metric
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, image_dim: int, text_dim: int) -> DualEncoder:
+        """The model ``recipe`` describes for features of the given widths."""
+        return cls(image_dim, text_dim, recipe.image_head, recipe.text_head, recipe.metric)
+
+    @property
+    def image_dim(self) -> int:
+        return self.image_head.in_dim
+
+    @property
+    def text_dim(self) -> int:
+        return self.text_head.in_dim
+
+    @property
+    def embed_dim(self) -> int:
+        return self.image_head.config.out_dim
+
+    def encode_images(self, x: Tensor) -> Tensor:
+        """Image features ``[N, Di]`` -> embeddings ``[N, D]``."""
+        return self.image_head(x)
+
+    def encode_texts(self, x: Tensor) -> Tensor:
+        """Caption features ``[M, Dt]`` -> embeddings ``[M, D]``."""
+        return self.text_head(x)
+
+    def scores(self, img_emb: Tensor, txt_emb: Tensor) -> Tensor:
+        """Scores ``[N, M]`` (higher = more similar) between ``[N, D]`` and ``[M, D]``."""
+
+        return similarity(img_emb, txt_emb, self.metric)
+
+    def _embed_numpy(self, head: ProjectionHead, feats: np.ndarray, batch_size: int) -> np.ndarray:
+        feats = np.asarray(feats)
+        if feats.ndim != 2 or feats.shape[1] != head.in_dim:
+            raise XmrError(f"features must be [N, {head.in_dim}], got shape {feats.shape}")
+        if batch_size <= 0:
+            raise XmrError(f"batch_size must be > 0, got {batch_size}")
+        param = next(self.parameters())
+        out = np.empty((len(feats), self.embed_dim), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(feats), batch_size):
+                    chunk = torch.from_numpy(
+                        np.ascontiguousarray(feats[start : start + batch_size], dtype=np.float32)
+                    )
+                    emb = head(chunk.to(param.device, dtype=param.dtype))
+                    out[start : start + len(chunk)] = emb.float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def embed_images_numpy(self, feats: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Image features ``[N, Di]`` -> float32 embeddings ``[N, D]`` (eval mode, batched,
+        on the model's device)."""
+        return self._embed_numpy(self.image_head, feats, batch_size)
+
+    def embed_texts_numpy(self, feats: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Caption features ``[M, Dt]`` -> float32 embeddings ``[M, D]`` (eval mode, batched)."""
+        return self._embed_numpy(self.text_head, feats, batch_size)
+
+    def embed_numpy(
+        self,
+        image_feats: np.ndarray,
+        text_feats: np.ndarray,
+        batch_size: int = 4096,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Both modalities at once: ``([N, D], [M, D])`` float32 embeddings."""
+        return (
+            self.embed_images_numpy(image_feats, batch_size),
+            self.embed_texts_numpy(text_feats, batch_size),
+        )

@@ -1,0 +1,292 @@
+"""Chunked similarity and exact top-k search (torch; faiss when it is installed).
+
+Tie rule (shared with :mod:`xmr_utils.core.metrics`): items are ranked by descending score and
+equal scores are broken by the lower item index first -- the order a stable descending sort
+gives. ``torch.topk`` does not promise that order among equal values, so :func:`topk` repairs
+it: the result is identical to ``np.argsort(-scores, kind="stable")[:, :k]``.
+
+Similarities (``metric``):
+
+* ``"dot"``: ``a @ b.T``.
+* ``"neg_sqeuclidean"``: ``-(|a|^2 + |b|^2 - 2 a @ b.T)`` (higher = closer). It is not
+  clamped at 0, because clamping would create ties that the inputs do not have.
+
+Score blocks are computed for a chunk of query rows at a time against all items, so at most
+``chunk_size x M`` scores exist at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from xmr_utils.core.errors import XmrError, unknown_choice
+
+METRICS: tuple[str, ...] = ("dot", "neg_sqeuclidean")
+BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
+#: Default size of one score block in elements (2**26 floats = 256 MB in float32).
+BLOCK_ELEMENTS: int = 2**26
+
+
+def as_embeddings(x: Any, name: str) -> torch.Tensor:
+    """Return ``x`` (numpy or torch, ``[N, D]``) as a contiguous float32/float64 CPU tensor.
+
+    float64 stays float64; every other dtype becomes float32. Non-finite values, a wrong
+    number of dimensions or an empty embedding dimension raise :class:`XmrError`.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if not isinstance(t, torch.Tensor):
+        raise XmrError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    t = t.detach().cpu()
+    if t.ndim != 2:
+        raise XmrError(f"{name} must be 2-D [N, D], got shape {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise XmrError(f"{name} has an empty embedding dimension (shape {tuple(t.shape)})")
+    if t.dtype != torch.float64:
+        t = t.to(torch.float32)
+    t = t.contiguous()
+    if not all_finite(t):
+        raise XmrError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """True when ``t`` holds no NaN or infinity (one summing pass; a full check if it overflows)."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def check_metric(metric: str) -> None:
+    """Raise :class:`XmrError` unless ``metric`` is one of :data:`METRICS`."""
+    if metric not in METRICS:
+        raise unknown_choice("similarity metric", metric, METRICS)
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if a.shape[1] != b.shape[1]:
+        raise XmrError(
+            f"queries and items have different embedding sizes ({a.shape[1]} vs {b.shape[1]})"
+        )
+    if a.dtype != b.dtype:
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        a, b = a.to(dtype), b.to(dtype)
+    return a, b
+
+
+def count_true(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """int64 count of True along ``dim`` of a bool tensor.
+
+    Summing as float32 is exact below 2**24 per count and several times faster than
+    ``bool.sum()``, which widens to int64 element by element.
+    """
+    if mask.shape[dim] < 2**24:
+        return mask.to(torch.float32).sum(dim=dim).to(torch.int64)
+    return mask.sum(dim=dim)
+
+
+class Scratch:
+    """Reusable per-block buffers, so the per-block temporaries of a long pass cost no page
+    faults (allocating a fresh 256 MB tensor per block was slower than the comparisons).
+
+    ``scores`` ``[rows, cols]`` (``dtype``, only when ``with_scores``) receives score blocks;
+    ``counts`` float32 ``[rows, cols]`` receives 0/1 comparison results; :meth:`masks` gives
+    two bool ``[rows, cols]`` buffers (allocated on first use).
+    """
+
+    def __init__(self, rows: int, cols: int, dtype: torch.dtype, with_scores: bool) -> None:
+        self.rows, self.cols = rows, cols
+        self.scores = torch.empty(rows, cols, dtype=dtype) if with_scores else None
+        self.counts = torch.empty(rows, cols, dtype=torch.float32)
+        self._masks: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two bool ``[rows, cols]`` buffers."""
+        if self._masks is None:
+            first = torch.empty_like(self.counts, dtype=torch.bool)
+            self._masks = (first, torch.empty_like(first))
+        return self._masks
+
+    def fits(self, block: torch.Tensor) -> bool:
+        return block.shape[0] <= self.rows and block.shape[1] == self.cols
+
+
+def count_cmp(
+    op: Any, block: torch.Tensor, other: torch.Tensor, dim: int, scratch: Scratch | None
+) -> torch.Tensor:
+    """int64 count along ``dim`` of ``op(block, other)`` (``op``: ``torch.gt``, ``eq``, ...).
+
+    With a fitting ``scratch`` the comparison is written as 0/1 float32 into its buffer
+    (one pass, no allocation) and summed -- exact while ``block.shape[dim] < 2**24``.
+    """
+    if scratch is None or not scratch.fits(block) or block.shape[dim] >= 2**24:
+        return count_true(op(block, other), dim)
+    out = scratch.counts[: block.shape[0]]
+    op(block, other, out=out)
+    return out.sum(dim=dim).to(torch.int64)
+
+
+def sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norms ``[N]`` of the rows of ``x`` ``[N, D]``."""
+    return (x * x).sum(dim=1)
+
+
+def _block(
+    q: torch.Tensor,
+    items: torch.Tensor,
+    metric: str,
+    item_sq: torch.Tensor | None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    s = torch.matmul(q, items.T, out=out) if out is not None else q @ items.T
+    if metric == "neg_sqeuclidean":
+        assert item_sq is not None
+        s = s.mul_(2.0).sub_(sq_norms(q)[:, None]).sub_(item_sq[None, :])
+    return s
+
+
+def similarity(a: Any, b: Any, metric: str = "dot") -> torch.Tensor:
+    """Full similarity matrix ``[N, M]`` between ``a`` ``[N, D]`` and ``b`` ``[M, D]``.
+
+    Materialises all ``N x M`` scores; use :func:`iter_score_blocks` for large inputs.
+    """
+    check_metric(metric)
+    a, b = _check_pair(as_embeddings(a, "a"), as_embeddings(b, "b"))
+    return _block(a, b, metric, sq_norms(b) if metric == "neg_sqeuclidean" else None)
+
+
+def rows_per_block(n_items: int, chunk_size: int | None) -> int:
+    """Query rows per score block: ``chunk_size`` or, if None, ~:data:`BLOCK_ELEMENTS` scores."""
+    if chunk_size is None:
+        return max(1, BLOCK_ELEMENTS // max(1, n_items))
+    if int(chunk_size) < 1:
+        raise XmrError(f"chunk_size must be a positive number of rows, got {chunk_size}")
+    return int(chunk_size)
+
+
+def iter_score_blocks(
+    queries: Any, items: Any, metric: str = "dot", chunk_size: int | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, block)`` with ``block = similarity(queries[start:start+B], items)``.
+
+    ``block`` is ``[B, M]`` with ``B <= chunk_size`` (None: about :data:`BLOCK_ELEMENTS`
+    scores per block). Every block is computed by the same call shape, so recomputing the
+    blocks gives bit-identical scores.
+    """
+    check_metric(metric)
+    q, it = _check_pair(as_embeddings(queries, "queries"), as_embeddings(items, "items"))
+    yield from checked_score_blocks(q, it, metric, rows_per_block(it.shape[0], chunk_size))
+
+
+def checked_score_blocks(
+    q: torch.Tensor, items: torch.Tensor, metric: str, rows: int, scratch: Scratch | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """:func:`iter_score_blocks` for inputs already checked by :func:`as_embeddings`.
+
+    ``q`` ``[N, D]`` and ``items`` ``[M, D]`` share dtype; ``rows`` query rows per block.
+    With ``scratch`` (made ``with_scores``) every block is written into ``scratch.scores``:
+    a block is only valid until the next one is produced.
+    """
+    item_sq = sq_norms(items) if metric == "neg_sqeuclidean" else None
+    buf = scratch.scores if scratch is not None else None
+    for start in range(0, q.shape[0], rows):
+        chunk = q[start : start + rows]
+        out = buf[: chunk.shape[0]] if buf is not None else None
+        yield start, _block(chunk, items, metric, item_sq, out)
+
+
+def stable_topk_block(
+    block: torch.Tensor, k: int, scratch: Scratch | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of each row of ``block`` ``[B, M]`` under the tie rule (lower index first).
+
+    Returns ``(values [B, k'], indices [B, k'])`` with ``k' = min(k, M)``, sorted by
+    descending value, equal values by ascending index.
+    """
+    k = min(int(k), block.shape[1])
+    vals, idx = torch.topk(block, k, dim=1, largest=True, sorted=True)
+    if k == 0:
+        return vals, idx
+    thr = vals[:, -1:]
+    # torch.topk's choice among values equal to the k-th one is arbitrary: where more than k
+    # scores reach the k-th value, rebuild the set as (all > thr) + (lowest-index == thr).
+    ambiguous = torch.nonzero(count_cmp(torch.ge, block, thr, 1, scratch) > k).squeeze(1)
+    if ambiguous.numel():
+        sub, t = block[ambiguous], thr[ambiguous]
+        eq = sub == t
+        need = k - (sub > t).sum(dim=1, keepdim=True)
+        take = (sub > t) | (eq & (eq.cumsum(dim=1) <= need))
+        sel = torch.nonzero(take)[:, 1].view(ambiguous.numel(), k)
+        idx[ambiguous] = sel
+        vals[ambiguous] = sub.gather(1, sel)
+    idx, order = idx.sort(dim=1)
+    vals = vals.gather(1, order)
+    vals, order = vals.sort(dim=1, descending=True, stable=True)
+    return vals, idx.gather(1, order)
+
+
+def faiss_available() -> bool:
+    """True when ``import faiss`` works (the optional ``faiss`` extra is installed)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _faiss_topk(
+    q: torch.Tensor, items: torch.Tensor, k: int, metric: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    import faiss
+
+    xb = np.ascontiguousarray(items.numpy(), dtype=np.float32)
+    xq = np.ascontiguousarray(q.numpy(), dtype=np.float32)
+    index = faiss.IndexFlatIP(xb.shape[1]) if metric == "dot" else faiss.IndexFlatL2(xb.shape[1])
+    index.add(xb)
+    dist, ind = index.search(xq, k)
+    scores = torch.from_numpy(dist if metric == "dot" else -dist)
+    return scores, torch.from_numpy(ind.astype(np.int64))
+
+
+def topk(
+    queries: Any,
+    items: Any,
+    k: int,
+    metric: str = "dot",
+    chunk_size: int | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``k`` items for every query: ``(scores [Q, k'], indices [Q, k'])``.
+
+    ``queries`` is ``[Q, D]``, ``items`` ``[M, D]``, ``k' = min(k, M)``. Rows are sorted by
+    descending score. ``backend``: ``"torch"`` (chunked matmul, tie rule exact: lower index
+    first), ``"faiss"`` (``IndexFlatIP`` / ``IndexFlatL2``; exact search, but faiss's own
+    order among equal scores), ``"auto"`` (faiss when importable, else torch).
+    ``chunk_size`` is the number of query rows per score block (None: ~256 MB blocks; the
+    torch path holds about three blocks' worth of memory: scores, 0/1 counts, top-k).
+    """
+    check_metric(metric)
+    if backend not in BACKENDS:
+        raise unknown_choice("search backend", backend, BACKENDS)
+    if int(k) < 1:
+        raise XmrError(f"k must be at least 1, got {k}")
+    q, it = _check_pair(as_embeddings(queries, "queries"), as_embeddings(items, "items"))
+    if it.shape[0] == 0:
+        raise XmrError("items is empty: there is nothing to search")
+    rows = rows_per_block(it.shape[0], chunk_size)  # validated for every backend
+    use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
+    if use_faiss:
+        if not faiss_available():
+            raise XmrError("backend='faiss' needs faiss-cpu: pip install -e .[faiss]")
+        return _faiss_topk(q, it, min(int(k), it.shape[0]), metric)
+    out_v, out_i = [], []
+    scratch = Scratch(min(rows, max(1, q.shape[0])), it.shape[0], it.dtype, with_scores=True)
+    for _, block in checked_score_blocks(q, it, metric, rows, scratch):
+        v, i = stable_topk_block(block, k, scratch)
+        out_v.append(v)
+        out_i.append(i)
+    kk = min(int(k), it.shape[0])
+    if not out_v:
+        return torch.empty(0, kk, dtype=it.dtype), torch.empty(0, kk, dtype=torch.int64)
+    return torch.cat(out_v), torch.cat(out_i)
