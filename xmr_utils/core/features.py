@@ -32,7 +32,7 @@ from xmr_utils.core.encoders import (
     spec_file_stem,
     split_concatenated,
 )
-from xmr_utils.core.encoders.base import ImageEncoder, TextEncoder
+from xmr_utils.core.encoders.base import ImageEncoder, TextEncoder, TextReport
 from xmr_utils.core.encoders.weights import weights_id_of
 from xmr_utils.core.errors import XmrError
 
@@ -42,7 +42,8 @@ FORMAT = 1  # bump when the cache layout changes; older caches are then re-extra
 DTYPE = "float32"
 IMPORTED_VGG_SPEC = "vgg16:fc7"
 
-Chunk = tuple[np.ndarray, dict[str, np.ndarray], int]  # features, extras, no-known-word count
+# features, extras, and for text what the encoder saw (no known word, truncated)
+Chunk = tuple[np.ndarray, dict[str, np.ndarray], TextReport]
 
 
 @dataclass(frozen=True)
@@ -157,13 +158,16 @@ def _extract(
     arrays = _expected_arrays(expected)
     n = int(expected["shape"][0])
     record = read_manifest(paths.progress)
-    done, no_word = 0, 0
+    done, report = 0, TextReport()
     if (
         record is not None
         and record.get("key") == expected
         and all(_array_ok(paths.array(k, partial=True), *v) for k, v in arrays.items())
     ):
-        done, no_word = int(record["done"]), int(record.get("no_known_word", 0))
+        old = {
+            "n_no_known_word": record.get("no_known_word", 0)
+        }  # a progress file written before text_report
+        done, report = int(record["done"]), TextReport.from_dict(record.get("text_report", old))
         log.warning("resuming %s at item %d of %d", paths.features, done, n)
         mode = "r+"
     else:
@@ -177,7 +181,7 @@ def _extract(
     with tqdm(total=n, initial=done, desc=desc, unit="item", disable=not progress) as bar:
         for start in range(done, n, chunk_size):
             stop = min(n, start + chunk_size)
-            feats, extras, missing = encode(start, stop)
+            feats, extras, chunk_report = encode(start, stop)
             for name, values in ((None, feats), *extras.items()):
                 if name not in maps:
                     continue
@@ -195,9 +199,9 @@ def _extract(
                     )
                 maps[name][start:stop] = values
                 maps[name].flush()
-            no_word += int(missing)
+            report = report.merged(chunk_report, offset=start)
             _write_json_atomic(
-                paths.progress, {"key": expected, "done": stop, "no_known_word": no_word}
+                paths.progress, {"key": expected, "done": stop, "text_report": report.to_dict()}
             )
             bar.update(stop - start)
     for name in maps:
@@ -211,17 +215,14 @@ def _extract(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "xmr_version": xmr_utils.__version__,
         "origin": "extracted",
-        "no_known_word": no_word,
+        "no_known_word": report.n_no_known_word,
     }
+    if expected["kind"] == "text":
+        manifest["text_report"] = report.to_dict()
     _write_json_atomic(paths.manifest, manifest)
     paths.progress.unlink(missing_ok=True)
-    if no_word:
-        log.warning(
-            "%s: %d of %d captions have no known word and were encoded as zero vectors",
-            expected["spec"],
-            no_word,
-            n,
-        )
+    if report.message():
+        log.warning("%s: %s", expected["spec"], report.message())
     return manifest
 
 
@@ -336,8 +337,8 @@ def image_features(
         }
         if with_extras is not None:
             feats, extras = with_extras(files[start:stop], **kwargs)
-            return feats, extras, 0
-        return enc.encode_images(files[start:stop], **kwargs), {}, 0
+            return feats, extras, TextReport()
+        return enc.encode_images(files[start:stop], **kwargs), {}, TextReport()
 
     return _load_or_extract(paths, expected, encode, chunk_size=chunk_size, progress=progress)
 
@@ -437,7 +438,9 @@ def text_features(
 
     Encoders that need fitting (fastText) are trained on the training split's captions only
     and saved beside the features (``<stem>.model/``); their cache also depends on the split.
-    Captions with no known word are zero rows, counted in the manifest (``no_known_word``).
+    Captions with no known word are zero rows, counted in the manifest (``no_known_word``);
+    the manifest's ``text_report`` also counts captions cut at the encoder's token limit
+    (read back with :func:`cached_text_report`).
     """
     enc = encoder if encoder is not None else build_text_encoder(spec, **encoder_options)
     paths = cache_paths(Path(cache_dir), corpus.name, enc.spec)
@@ -450,9 +453,24 @@ def text_features(
             _ensure_fitted(corpus, enc, paths)
             fitted.append(True)
         feats = enc.encode_texts(captions[start:stop], batch_size=batch_size, progress=progress)
-        return feats, {}, enc.last_report.n_no_known_word
+        return feats, {}, enc.last_report
 
     return _load_or_extract(paths, expected, encode, chunk_size=chunk_size, progress=progress)
+
+
+def cached_text_report(
+    corpus: CaptionCorpus, spec: str, cache_dir: Path, **encoder_options: Any
+) -> TextReport | None:
+    """What the encoder saw when it filled the cache of ``spec`` for ``corpus`` (captions with
+    no known word, captions cut at its token limit; indices are caption indices), or None when
+    nothing is cached or the cache predates these counts."""
+    enc = build_text_encoder(spec, **encoder_options)
+    manifest = read_manifest(cache_paths(Path(cache_dir), corpus.name, enc.spec).manifest)
+    if manifest is None or not isinstance(manifest.get("text_report"), dict):
+        return None
+    if _why_stale(manifest, _text_expected(corpus, enc)) is not None:
+        return None  # the cache is of other captions
+    return TextReport.from_dict(manifest["text_report"])
 
 
 def fitted_text_encoder(
