@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xmr_utils.app import viz
+from xmr_utils.app.parameters import check_name
 from xmr_utils.app.runner import (
     PRESETS,
     declared_parameters,
@@ -297,7 +298,7 @@ def _check_name(
     """Refuse a name no notebook declares, with the pipeline's message and the key at fault."""
 
     try:
-        resolve_parameters(preset, [(name, "None")], declared)
+        check_name(name, declared)
     except XmrError as err:
         raise XmrError(f"{path}: {where}: {err}") from None
 

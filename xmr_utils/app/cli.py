@@ -17,8 +17,10 @@ bad grid file.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from xmr_utils.app.ablation import run_grid_command
 from xmr_utils.app.runner import (
@@ -75,6 +77,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; exit status 0, 1 (a notebook failed), 2 (bad arguments or an
+    unwritable folder) or 130 (interrupted with Ctrl-C: one line, the run left resumable)."""
+    started: dict[str, Path] = {}  # the body records the run folder here once it exists
+    try:
+        return _main(argv, started)
+    except KeyboardInterrupt:
+        print(interrupted_message(started), file=sys.stderr)
+        return 130
+    except OSError as err:
+        if err.filename is None or err.errno not in UNWRITABLE:
+            raise
+        print(f"error: {unwritable_message(err)}", file=sys.stderr)
+        return 2
+
+
+def interrupted_message(started: dict[str, Path]) -> str:
+    """The one line printed on Ctrl-C: what was interrupted and how to continue it
+    (``started`` holds the ``run_dir`` or ``grid`` the body had begun, if any)."""
+    if "run_dir" in started:
+        run_dir = started["run_dir"]
+        return (
+            f"interrupted: the run in {run_dir} is unfinished; continue it with "
+            f"python -m xmr_utils.pipeline --resume {run_dir}"
+        )
+    if "grid" in started:
+        return (
+            f"interrupted: rerun python -m xmr_utils.pipeline --grid {started['grid']} to "
+            "continue the grid (finished cells are skipped)"
+        )
+    return "interrupted before a run folder was created; nothing to resume"
+
+
+#: errno values that mean "this place cannot be written" (read-only, not ours, not a folder, full)
+UNWRITABLE = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT}
+)
+
+
+def unwritable_message(err: OSError) -> str:
+    """One sentence for a place that cannot be written (a read-only ``outputs/``, say), naming
+    the deepest existing folder on the way (or the file standing where a folder should be)."""
+    path = Path(err.filename)
+    reason = err.strerror or type(err).__name__
+    existing = next((p for p in (path, *path.parents) if p.exists()), path)
+    if existing.is_file() and existing != path:
+        what = f"{existing} is a file, not a folder"
+    else:
+        what = f"{existing} is not a folder this user can write"
+    return (
+        f"cannot write {path} ({reason}): {what}; make it a writable folder, or write the run "
+        "elsewhere with --runs-root DIR (or --run-dir DIR)"
+    )
+
+
+def _main(argv: Sequence[str] | None, started: dict[str, Path]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.grid:
@@ -84,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--run-dir/--only/--runs-root (set notebooks in the grid file)"
             )
 
+        started["grid"] = Path(args.grid)
         return run_grid_command(
             args.grid,
             preset=args.preset,
@@ -106,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XmrError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    started["run_dir"] = run_dir
     print(f"[xmr] run folder: {run_dir}", flush=True)
     results = run_notebooks(selected, run_dir, params, log_output=args.log_output)
     timings = {r.name: round(r.seconds, 1) for r in results}
