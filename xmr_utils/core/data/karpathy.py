@@ -14,7 +14,6 @@ release or another dataset is reported rather than trusted silently.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,8 @@ KARPATHY_FILES: tuple[str, ...] = (
     "dataset_coco.json",
 )
 SPLIT_OF: dict[str, str] = {"train": "train", "restval": "train", "val": "val", "test": "test"}
-_WORD = re.compile(r"[a-z0-9]+")
+# every character but letters, digits and whitespace becomes a space before comparing words
+_NOT_WORD = {c: " " for c in range(0x250) if not (chr(c).isalnum() or chr(c).isspace())}
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ def _entry(entry: object, rel: str, i: int) -> tuple[str, str, list[str]]:
 
 
 def _words(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
+    """``text`` as lower-case words, punctuation and spacing ignored."""
+    return " ".join(text.lower().translate(_NOT_WORD).split())
 
 
 def _by_image(records: CaptionRecords) -> dict[str, list[int]]:
@@ -125,6 +126,12 @@ def _by_image(records: CaptionRecords) -> dict[str, list[int]]:
     for row, name in enumerate(records.image_names):
         rows.setdefault(name, []).append(row)
     return rows
+
+
+def _word_lists(records: CaptionRecords, rows: dict[str, list[int]]) -> dict[str, list[str]]:
+    """Image name -> its captions as sorted word strings."""
+    words = [_words(t) for t in records.texts]
+    return {name: sorted(words[r] for r in image_rows) for name, image_rows in rows.items()}
 
 
 def _first_extra(records: CaptionRecords, rows: list[int], extra: Counter[str]) -> int | None:
@@ -137,9 +144,11 @@ def caption_differences(karpathy: KarpathyFile, records: CaptionRecords) -> list
     reported by the split checks instead)."""
     json_rows = _by_image(karpathy.records)
     file_rows = _by_image(records)
+    json_words = _word_lists(karpathy.records, json_rows)
+    file_words = _word_lists(records, file_rows)
     events = []
     for name, rows in json_rows.items():
-        if name not in file_rows:
+        if name not in file_rows or json_words[name] == file_words[name]:
             continue
         ours = Counter(_words(karpathy.records.texts[r]) for r in rows)
         theirs = Counter(_words(records.texts[r]) for r in file_rows[name])
