@@ -19,17 +19,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_client.manager import AsyncKernelManager
-
 
 @dataclass
 class KernelInterrupts:
     """The kernels started while :func:`interrupt_kernel_on_sigint` is active, and whether
-    Ctrl-C was pressed; ``manager_class`` is passed to papermill as ``kernel_manager_class``."""
+    Ctrl-C was pressed; ``manager_class`` (a ``jupyter_client`` ``AsyncKernelManager`` that
+    records each kernel it starts here) is passed to papermill as ``kernel_manager_class``."""
 
-    managers: list[AsyncKernelManager] = field(default_factory=list)
+    managers: list[Any] = field(default_factory=list)
     pressed: bool = False
-    manager_class: type[AsyncKernelManager] = AsyncKernelManager
+    manager_class: type | None = None
 
     def interrupt_kernels(self) -> bool:
         """Send SIGINT to each started kernel's process group; True if one was signalled."""
@@ -51,6 +50,8 @@ def interrupt_kernel_on_sigint() -> Iterator[KernelInterrupts]:
 
     Outside the main thread (where signal handlers cannot be set) this does nothing.
     """
+    from jupyter_client.manager import AsyncKernelManager
+
     state = KernelInterrupts()
 
     class TrackedKernelManager(AsyncKernelManager):
