@@ -113,6 +113,7 @@ def test_killed_worker_resumes_its_shard(
         corpus, "fake", tmp_path / "ref", encoder=LoggingEncoder(tmp_path / "r.log"), chunk_size=1
     )
     assert np.array_equal(feats, reference)
+    client.wait_for_workers(2, timeout=120)  # the killed worker is back for the next test
 
 
 def test_one_shard_run_twice_at_once_has_one_writer(client, tmp_path: Path) -> None:

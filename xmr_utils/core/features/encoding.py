@@ -74,18 +74,20 @@ def image_chunk_encoder(
     with_extras = getattr(encoder, "encode_images_with_extras", None)
     if not getattr(encoder, "extra_outputs", None):
         with_extras = None
-    kwargs = {
-        "batch_size": run.batch_size,
-        "num_workers": run.num_workers,
-        "device": run.device,
-        "progress": run.progress,
-    }
 
     def encode(start: int, stop: int) -> Chunk:
+        call = with_extras if with_extras is not None else encoder.encode_images
+        out = call(
+            list(files[start:stop]),
+            batch_size=run.batch_size,
+            num_workers=run.num_workers,
+            device=run.device,
+            progress=run.progress,
+        )
         if with_extras is not None:
-            feats, extras = with_extras(list(files[start:stop]), **kwargs)
+            feats, extras = out
             return feats, extras, 0
-        return encoder.encode_images(list(files[start:stop]), **kwargs), {}, 0
+        return out, {}, 0
 
     return encode
 

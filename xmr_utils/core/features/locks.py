@@ -33,7 +33,8 @@ def _write_holder(fd: int) -> None:
     """Record who holds the lock (``pid@host since time``) in the lock file itself."""
     text = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}"
     os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode(), 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, text.encode())
 
 
 def holder(paths: CachePaths) -> str:

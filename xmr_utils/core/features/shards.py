@@ -186,22 +186,24 @@ def _run_tasks(client: Client, tasks: list[ShardTask], encoder: Any, progress: b
         )
 
 
-def _shard_into(task: ShardTask, maps: dict[str | None, np.ndarray], hashers: dict) -> None:
+def _shard_into(
+    task: ShardTask, maps: Mapping[str | None, np.ndarray], hashers: Mapping[str | None, Any]
+) -> None:
     """Copy the verified arrays of ``task``'s shard into the final ``maps``."""
     paths, (start, stop) = task.paths, task.bounds
     sums = (read_manifest(paths.manifest) or {}).get("checksums", {})
     for name, (shape, dtype) in expected_arrays(task.expected).items():
         arr = open_array(paths.array(name), shape, dtype)
-        block = None if arr is None else np.array(arr)
-        sha = None if block is None else hashlib.sha256(memoryview(block).cast("B"))
-        if sha is None or f"sha256:{sha.hexdigest()}" != sums.get(paths.array(name).name):
+        block = np.array(arr) if arr is not None else np.empty(0, np.uint8)
+        sha = f"sha256:{hashlib.sha256(block.data.cast('B')).hexdigest()}"
+        if arr is None or sha != sums.get(paths.array(name).name):
             paths.manifest.unlink(missing_ok=True)  # the next call re-extracts this shard
             raise XmrError(
                 f"shard {paths.array(name)} is damaged (checksum or shape); it was discarded, "
                 "call again to re-extract only that shard"
             )
         maps[name][start:stop] = block
-        hashers[name].update(memoryview(block).cast("B"))
+        hashers[name].update(block.data.cast("B"))
 
 
 def assemble(paths: CachePaths, expected: Mapping[str, Any], tasks: list[ShardTask]) -> dict:

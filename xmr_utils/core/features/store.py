@@ -157,7 +157,7 @@ def digest(arr: np.ndarray) -> tuple[str, int]:
     bad = 0
     for start in range(0, flat.size, BLOCK):
         block = flat[start : start + BLOCK]
-        hasher.update(memoryview(block).cast("B"))
+        hasher.update(block.data.cast("B"))
         if block.dtype.kind == "f" and not np.isfinite(np.add.reduce(block)):
             bad += int(np.count_nonzero(~np.isfinite(block)))
     return f"sha256:{hasher.hexdigest()}", bad

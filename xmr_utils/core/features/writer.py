@@ -65,7 +65,7 @@ def _checked(values: Any, want: tuple[int, ...], spec: str, start: int, stop: in
 
 
 def _write_chunk(
-    maps: dict[str | None, np.ndarray], spec: str, chunk: Chunk, start: int, stop: int
+    maps: Mapping[str | None, np.memmap], spec: str, chunk: Chunk, start: int, stop: int
 ) -> int:
     """Check and write one encoded chunk into the ``.partial`` maps; its no-known-word count.
     (Its own function so that the chunk is freed before the next one is encoded.)"""
@@ -108,12 +108,13 @@ def finish(
     """Checksum the ``.partial`` arrays (unless ``sums`` gives them), rename them into place
     and write the manifest last; leftovers of other attempts (progress record, shards) are
     removed. Returns the manifest written."""
+    sums = dict(sums or {})
     for name, (shape, dtype) in expected_arrays(manifest).items():
         partial = open_array(paths.array(name, partial=True), shape, dtype)
         if partial is None:
             raise XmrError(f"{paths.array(name, partial=True)} vanished or changed while writing")
-        if sums is None or paths.array(name).name not in sums:
-            sums = {**(sums or {}), paths.array(name).name: digest(partial)[0]}
+        if paths.array(name).name not in sums:
+            sums[paths.array(name).name] = digest(partial)[0]
         del partial
     for name in expected_arrays(manifest):
         os.replace(paths.array(name, partial=True), paths.array(name))
