@@ -104,6 +104,32 @@ def test_legacy_cache_is_adopted_not_reextracted(
     assert len(enc.calls) == 1
 
 
+def test_interrupted_extraction_of_the_old_layout_is_resumed(tmp_path: Path) -> None:
+    """An earlier xmr was killed (or is still running) mid-extraction into cache/<name>/."""
+    corpus = make_corpus(tmp_path / "data")
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        image_features(
+            corpus,
+            "fake",
+            cache,
+            encoder=FakeImageEncoder(fail_after_calls=2),
+            chunk_size=2,
+            progress=False,
+        )
+    legacy = cache / corpus.name
+    dataset_folder(cache, corpus).rename(legacy)  # where the old layout had it
+    before = {p.name: p.read_bytes() for p in legacy.glob("*.partial.*")}
+    enc = FakeImageEncoder()
+    feats = image_features(corpus, "fake", cache, encoder=enc, chunk_size=2, progress=False)
+    assert enc.calls == [["im04.jpg", "im05.jpg"], ["im06.jpg"]]  # only the rest
+    reference = image_features(
+        corpus, "fake", tmp_path / "ref", encoder=FakeImageEncoder(), progress=False
+    )
+    np.testing.assert_array_equal(feats, reference)
+    assert {p.name: p.read_bytes() for p in legacy.glob("*.partial.*")} == before  # untouched
+
+
 def test_same_images_in_another_folder_are_adopted(tmp_path: Path) -> None:
     """A copy of a dataset (same names and sizes) reuses the features of the original."""
     corpus = make_corpus(tmp_path / "a")

@@ -10,7 +10,8 @@ Lookup order for one entry (an array of one encoder on one dataset):
    and dataset fingerprint) in another folder of ``cache_dir`` (the pre-identity layout
    ``cache_dir/<name>/`` first, then other roots holding the same images) is hard-linked
    (copied across filesystems) into this folder; nothing is moved or deleted;
-4. extraction, under the lock.
+4. extraction, under the lock; an interrupted extraction of the same entry in another folder
+   (an earlier xmr's ``cache_dir/<name>/<stem>.partial.npy``) is copied first and resumed.
 """
 
 from __future__ import annotations
@@ -156,6 +157,39 @@ def _adopt(entry: Entry, source: CachePaths) -> bool:
     return True
 
 
+def copy_partial(entry: Entry) -> bool:
+    """Copy an interrupted extraction of ``entry`` from another folder (e.g. one that an
+    earlier xmr was writing into ``cache_dir/<name>/``), so that it resumes there.
+
+    Its progress record is copied first, then the arrays: the old writer only flushes a chunk
+    before recording it and never rewrites finished rows, so the copy is consistent even if
+    that writer is still running (it then finishes on its own, and is adopted later).
+    """
+    paths = entry.paths
+    if paths.progress.exists():
+        return False
+    for folder in _sibling_folders(entry):
+        other = CachePaths(folder, paths.stem)
+        record = read_manifest(other.progress)
+        if record is None or record.get("key") != entry.expected:
+            continue
+        try:
+            for name in expected_arrays(entry.expected):
+                shutil.copyfile(other.array(name, partial=True), paths.array(name, partial=True))
+        except OSError:  # finished (renamed) or removed meanwhile
+            continue
+        write_json_atomic(paths.progress, record)
+        log.warning(
+            "copied the interrupted extraction %s (%d of %d done) to resume it as %s",
+            other.array(None, partial=True),
+            int(record.get("done", 0)),
+            int(entry.expected["shape"][0]),
+            paths.features,
+        )
+        return True
+    return False
+
+
 def _locked_lookup(entry: Entry) -> tuple[np.ndarray | None, str]:
     arr, why = _check(entry, record=True)
     if arr is None:
@@ -194,6 +228,7 @@ def find_or_extract(entry: Entry, extract: Callable[[], object]) -> np.ndarray:
         if why != NOTHING_CACHED:
             log.warning("re-extracting %s because %s", entry.paths.features, why)
         note_dataset(entry.paths.folder, entry.corpus)
+        copy_partial(entry)
         extract()
         arr, why = _check(entry, record=False)
     if arr is None:
