@@ -111,8 +111,8 @@ class LoggingEncoder(FakeImageEncoder):
     """A fake encoder for other processes: ``dim`` columns (the first four as above, the
     rest derived from them), an optional sleep per call, one ``pid name...`` line appended
     to ``log`` per call, an optional self-kill (SIGKILL) when it meets ``kill_on`` while the
-    file ``kill_marker`` does not exist yet (it creates it first), and an error on the image
-    named ``fail_on``."""
+    file ``kill_marker`` does not exist yet (it creates it first), an error on the image
+    named ``fail_on``, and a pause before the image ``hold_on`` until ``release`` exists."""
 
     def __init__(
         self,
@@ -122,10 +122,13 @@ class LoggingEncoder(FakeImageEncoder):
         kill_on: str = "",
         kill_marker: Path | None = None,
         fail_on: str = "",
+        hold_on: str = "",
+        release: Path | str | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.log, self.sleep_s = dim, Path(log), sleep_s
         self.kill_on, self.kill_marker, self.fail_on = kill_on, kill_marker, fail_on
+        self.hold_on, self.release = hold_on, Path(release) if release else None
 
     def encode_images(self, paths: Sequence[Path], **kwargs) -> np.ndarray:
         import os
@@ -136,6 +139,8 @@ class LoggingEncoder(FakeImageEncoder):
         if self.kill_on in names and self.kill_marker and not self.kill_marker.exists():
             self.kill_marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-shard
+        while self.hold_on in names and self.release and not self.release.exists():
+            time.sleep(0.02)
         if self.fail_on in names:
             raise ValueError(f"cannot decode {self.fail_on}")
         time.sleep(self.sleep_s)

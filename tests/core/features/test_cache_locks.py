@@ -30,7 +30,7 @@ CHILD = textwrap.dedent(
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     corpus = make_corpus(__import__("pathlib").Path({data!r}))
-    enc = LoggingEncoder({log!r}, sleep_s={sleep})
+    enc = LoggingEncoder({log!r}, sleep_s={sleep}, hold_on="im03.jpg", release={release!r})
     feats = image_features(corpus, "fake", {cache!r}, encoder=enc, chunk_size=1, progress=False)
     np.save({out!r}, feats)
     print("dask imported:", "distributed" in sys.modules)
@@ -38,7 +38,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def start_child(tmp_path: Path, name: str, sleep: float) -> subprocess.Popen:
+def start_child(
+    tmp_path: Path, name: str, sleep: float, release: Path | None = None
+) -> subprocess.Popen:
+    """A process extracting ``fake`` features of ``tmp_path/data`` into ``tmp_path/cache``;
+    with ``release``, it pauses before im03 (its fourth chunk) until that file exists."""
     code = CHILD.format(
         here=str(HERE),
         data=str(tmp_path / "data"),
@@ -46,6 +50,7 @@ def start_child(tmp_path: Path, name: str, sleep: float) -> subprocess.Popen:
         sleep=sleep,
         cache=str(tmp_path / "cache"),
         out=str(tmp_path / f"{name}.npy"),
+        release=str(release) if release else None,
     )
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen(
@@ -69,14 +74,27 @@ def wait_for_calls(log: Path, n: int, proc: subprocess.Popen, timeout: float = 1
 
 def test_second_writer_waits_for_the_first_and_reuses_its_result(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "data")
-    first = start_child(tmp_path, "first", sleep=0.4)
-    wait_for_calls(tmp_path / "calls.log", 2, first)  # a live .partial file is on disk now
+    release = tmp_path / "release"
+    first = start_child(tmp_path, "first", sleep=0.0, release=release)
+    wait_for_calls(tmp_path / "calls.log", 3, first)  # a live .partial file is on disk now
     second = start_child(tmp_path, "second", sleep=0.0)
-    out1, err1 = first.communicate(timeout=300)
-    out2, err2 = second.communicate(timeout=300)
+    try:
+        waiting = ""
+        while "waiting for it to finish" not in waiting:  # the second blocks on the lock ...
+            line = second.stderr.readline()
+            assert line, f"the second writer ended without waiting: {second.communicate()}"
+            waiting += line
+        release.touch()  # ... until the first finishes
+        out1, err1 = first.communicate(timeout=300)
+        out2, err2 = second.communicate(timeout=300)
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2  # no FileNotFoundError
-    assert "being written by pid" in err2 and "waiting for it to finish" in err2
+    assert f"being written by pid {first.pid}" in waiting
     calls = read_log(tmp_path / "calls.log")
     assert sorted(n for _, names in calls for n in names) == [p.name for p in corpus.image_files]
     assert {pid for pid, _ in calls} == {first.pid}  # the second encoded nothing
