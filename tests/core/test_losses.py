@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xmr_utils.core.config import LossConfig
+from xmr_utils.core.config import InfoNCEConfig, TripletConfig
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.losses import (
     InfoNCELoss,
@@ -183,18 +183,17 @@ def test_gradients_finite_including_zero_and_duplicate_rows(kind: str, miner: st
     c[4] = c[5]  # identical candidates
     a.requires_grad_(True)
     c.requires_grad_(True)
-    loss = build_loss(LossConfig(kind=kind, miner=miner, warmup_epochs=0))
+    config = TripletConfig(miner=miner, warmup_epochs=0) if kind == "triplet" else InfoNCEConfig()
+    loss = build_loss(config)
     value = loss(a, c, ids, generator=torch.Generator().manual_seed(0))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(a.grad).all() and torch.isfinite(c.grad).all()
 
 
 def test_build_loss_and_bad_inputs() -> None:
-    t = build_loss(
-        LossConfig(kind="triplet", similarity="neg_sqeuclidean", margin=1.0, miner="random")
-    )
+    t = build_loss(TripletConfig(similarity="neg_sqeuclidean", margin=1.0, miner="random"))
     assert isinstance(t, TripletLoss) and t.similarity == "neg_sqeuclidean" and t.margin == 1.0
-    assert isinstance(build_loss(LossConfig(kind="infonce")), InfoNCELoss)
+    assert isinstance(build_loss(InfoNCEConfig()), InfoNCELoss)
     with pytest.raises(XmrError, match="unknown similarity 'l1'"):
         TripletLoss(0.2, "l1")
     with pytest.raises(XmrError, match="anchors and candidates must both be"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from xmr_utils.core import similarity
-from xmr_utils.core.config import RECIPES, LossConfig, Recipe
+from xmr_utils.core.config import RECIPES, Recipe, TripletConfig, loss_config_from_dict
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.similarity import (
     LOSS_SIMILARITIES,
@@ -59,4 +59,4 @@ def test_a_loss_written_with_the_old_distance_field_still_reads() -> None:
     del old["loss"]["similarity"]
     old["loss"]["distance"] = "sqeuclidean"  # as checkpoints written before the rename store it
     assert Recipe.from_dict(old) == RECIPES["seed"]
-    assert LossConfig.from_dict({"kind": "triplet", "distance": "cosine"}) == LossConfig()
+    assert loss_config_from_dict({"kind": "triplet", "distance": "cosine"}) == TripletConfig()
