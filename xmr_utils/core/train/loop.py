@@ -249,7 +249,7 @@ def _train_epochs(
 ) -> None:
     """Epochs ``state.epoch .. epochs-1`` (each appended to ``history``) until the schedule
     ends or an early stop; the bar ends full either way, naming an early stop's reason."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     cfg = run.recipe.train
     steps = run.pairs.n_batches(cfg.batch_size)

@@ -465,36 +465,6 @@ def test_sanity_vsepp_learns_synthetic_retrieval(precision: str, tmp_path: Path)
         assert losses[-1] < losses[0]
 
 
-def _pairs(owner: np.ndarray, epoch_pairs: str) -> train_mod.TrainPairs:
-    n_img = int(owner.max()) + 1
-    return train_mod.TrainPairs(
-        image_feats=torch.zeros(n_img, 2),
-        text_feats=torch.zeros(len(owner), 2),
-        pair_images=torch.from_numpy(owner),
-        pair_captions=torch.arange(len(owner)),
-        epoch_pairs=epoch_pairs,
-    )
-
-
-def test_one_pair_per_image_epoch_draws_each_image_once_with_a_uniform_caption():
-    # images with 1, 3, 7 and 5 captions, listed out of order
-    owner = np.array([3, 0, 2, 1, 2, 1, 2, 3, 2, 2, 1, 2, 3, 2, 3, 3], dtype=np.int64)
-    pairs = _pairs(owner, "one_per_image")
-    assert len(pairs) == 4 and pairs.n_batches(2) == 2 and pairs.n_batches(3) == 1
-    gen = torch.Generator().manual_seed(0)
-    counts = np.zeros(len(owner))
-    for _ in range(3000):
-        order = pairs.epoch_order(gen).numpy()
-        assert sorted(owner[order]) == [0, 1, 2, 3]  # every image once
-        counts[order] += 1
-    for image in range(4):
-        mine = counts[owner == image]
-        np.testing.assert_allclose(mine / 3000, 1 / len(mine), atol=0.03)  # uniform
-    again = pairs.epoch_order(torch.Generator().manual_seed(5))
-    assert torch.equal(again, pairs.epoch_order(torch.Generator().manual_seed(5)))
-    assert len(_pairs(owner, "all")) == len(owner)
-
-
 def test_one_pair_per_image_trains_fewer_steps_and_resumes_identically(tmp_path):
     data = synthetic()
     recipe = small(**{"train.epochs": 2, "train.epoch_pairs": "one_per_image"})
@@ -526,3 +496,131 @@ def test_the_two_directions_are_independently_seeded_models(tmp_path):
     assert not torch.allclose(wa, wb)
     assert train_mod.direction_seed(7, "img2txt") == 7
     assert train_mod.direction_seed(7, "txt2img") != 7
+
+
+def _kill_at_step(monkeypatch, step: int) -> None:
+    """Make the next trained loss raise :class:`Killed` at its ``step``-th forward."""
+    real_build = state_mod.build_loss
+    calls = {"n": 0}
+
+    def killing_build(config):
+        loss = real_build(config)
+        forward = loss.forward
+
+        def forward_then_die(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == step:
+                monkeypatch.setattr(state_mod, "build_loss", real_build)
+                raise Killed
+            return forward(*args, **kwargs)
+
+        loss.forward = forward_then_die
+        return loss
+
+    monkeypatch.setattr(state_mod, "build_loss", killing_build)
+
+
+def test_a_last_pt_written_before_the_refactor_still_resumes(tmp_path: Path, monkeypatch) -> None:
+    """last.pt as the single-module train.py wrote it: the flat loss dict (``distance``,
+    every kind's fields) in its recipe and the state as a plain dict."""
+    data = TrainData(**synthetic())
+    recipe = small("seed", **{"train.epochs": 3, "train.snapshot_epochs": []})
+    full = train_model(recipe, "img2txt", data, tmp_path / "full", progress=False)
+    _kill_at_step(monkeypatch, 2 * math.ceil(30 / 16) + 1)  # one_per_image: 30 pairs an epoch
+    with pytest.raises(Killed):
+        train_model(recipe, "img2txt", data, tmp_path / "cut", progress=False)
+    last = tmp_path / "cut" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["state"]["epoch"] == 2 and isinstance(saved["state"], dict)
+    saved["recipe"]["loss"] = {
+        "kind": "triplet",
+        "distance": "sqeuclidean",
+        "margin": 1.0,
+        "miner": "random",
+        "warmup_epochs": 0,
+        "temperature": 0.07,
+        "learn_temperature": True,
+        "min_temperature": 0.01,
+        "reduction": "mean",
+    }
+    torch.save(saved, last)
+    resumed = train_model(recipe, "img2txt", data, tmp_path / "cut", progress=False)
+    assert_same_history(full.history, resumed.history)
+    assert resumed.best_epoch == full.best_epoch
+
+
+def test_history_rows_hold_each_losss_own_statistics(tmp_path: Path) -> None:
+    data = TrainData(**synthetic())
+    triplet = train_model(
+        small(**{"train.epochs": 2}), "img2txt", data, tmp_path / "t", progress=False
+    )
+    for row in triplet.history:
+        assert 0.0 <= row["active_triplets"] <= 1.0
+        assert -1.0 <= row["neg_similarity"] <= 1.0 and -1.0 <= row["pos_similarity"] <= 1.0
+        assert row["loss_over_margin"] == pytest.approx(row["loss"] / 0.2)
+        # vsepp's heads L2-normalise: every embedding has norm 1
+        assert row["img_norm"] == pytest.approx(1.0) and row["txt_norm"] == pytest.approx(1.0)
+        assert row["grad_norm_image_head"] > 0 and row["grad_norm_text_head"] > 0
+        assert "temperature" not in row
+    # epoch 1 is the warm-up (every negative): many hinges are active; gap/margin is the
+    # mean of (s(a,p) - s(a,n)) / 0.2 over the mined triplets
+    assert triplet.history[0]["gap_over_margin"] < 1.0
+    nce = train_model(
+        small("infonce", **{"train.epochs": 1}), "img2txt", data, tmp_path / "n", progress=False
+    )
+    row = nce.history[0]
+    assert row["temperature"] < 0.07 + 1e-3 and "loss_over_margin" not in row
+    assert "active_triplets" not in row and row["pos_similarity"] > row["neg_similarity"]
+
+
+def test_an_early_stop_ends_the_bar_full_and_says_why(tmp_path: Path, capsys) -> None:
+    recipe = small(**{"train.epochs": 10, "train.patience": 2, "optim.lr": 1e-12})
+    data = TrainData(**synthetic())
+    result = train_model(recipe, "img2txt", data, tmp_path, progress=True)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "vsepp/img2txt: early stop at epoch 3: no better val rsum for 2 epochs" in last
+    assert "100%|██████████| 30/30" in last  # 3 epochs x 10 steps: the bar ends full
+
+
+def test_the_notebook_bar_of_an_early_stop_is_green() -> None:
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from xmr_utils.core.train.loop import _end_bar_early
+
+    bar = notebook_tqdm(total=100, desc="seed/img2txt")
+    bar.update(30)
+    _end_bar_early(bar, "early stop at epoch 3: no better val rsum for 2 epochs")
+    bar.close()
+    label, widget, _ = bar.container.children
+    assert widget.bar_style == "success" and widget.max == widget.value == 30
+    assert "early stop at epoch 3" in label.value.replace("\u2007", " ")  # tqdm's spaces
+    unfinished = notebook_tqdm(total=100)
+    unfinished.update(30)
+    unfinished.close()
+    assert unfinished.container.children[1].bar_style == "danger"  # what the bar did before
+
+
+def test_step_statistics_match_a_naive_computation() -> None:
+    from xmr_utils.core.recording import StatsRecorder
+    from xmr_utils.core.train.loop import _record_step
+
+    torch.manual_seed(0)
+    model = DualEncoder.from_recipe(small("seed"), 24, 12)  # unnormalised heads
+    recorder = StatsRecorder()
+    want: dict[str, list[float]] = {}
+    for _ in range(2):
+        model.zero_grad()
+        img = model.encode_images(torch.randn(5, 24))
+        txt = model.encode_texts(torch.randn(5, 12))
+        ((img - txt) ** 2).sum().backward()
+        _record_step(recorder, model, img, txt)
+        for key, emb in (("img_norm", img), ("txt_norm", txt)):
+            rows = [math.sqrt(sum(float(v) ** 2 for v in row)) for row in emb]
+            want.setdefault(key, []).append(sum(rows) / len(rows))
+        for key, head in (("image", model.image_head), ("text", model.text_head)):
+            sq = sum(float((p.grad.double() ** 2).sum()) for p in head.parameters())
+            want.setdefault(f"grad_norm_{key}_head", []).append(math.sqrt(sq))
+    got = recorder.means()
+    assert got == pytest.approx({k: sum(v) / 2 for k, v in want.items()}, rel=1e-5)
