@@ -40,7 +40,7 @@ from xmr_utils.core.config import Recipe
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.recording import StatsRecorder
-from xmr_utils.core.train.inputs import TrainData, check_data
+from xmr_utils.core.train.inputs import CheckedData, TrainData, check_data
 from xmr_utils.core.train.model_dir import ModelDir, data_fingerprint
 from xmr_utils.core.train.pairs import TrainPairs, check_direction, direction_seed
 from xmr_utils.core.train.state import Training, TrainState
@@ -169,6 +169,26 @@ class _Run:
     val: ValSplit
     sample: SnapshotSample
 
+    @classmethod
+    def of(
+        cls,
+        recipe: Recipe,
+        direction: str,
+        folder: ModelDir,
+        data: CheckedData,
+        device: torch.device,
+    ) -> _Run:
+        cfg = recipe.train
+        return cls(
+            recipe,
+            direction,
+            folder,
+            data_fingerprint(data),
+            TrainPairs.of(data, device, cfg.epoch_pairs),
+            ValSplit.of(data),
+            SnapshotSample.of(data, cfg.snapshot_images, cfg.seed),
+        )
+
 
 def train_model(
     recipe: Recipe,
@@ -203,30 +223,21 @@ def train_model(
     folder = ModelDir(out_dir)
     folder.create()
     dev = torch.device(device)
-    cfg = recipe.train
-    fingerprint = data_fingerprint(checked)
     if not resume:  # start over: no stale state from an earlier run may survive a crash
         folder.clear()
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         dims = checked.image_feats.shape[1], checked.text_feats.shape[1]
-        seed = direction_seed(cfg.seed, direction)
+        seed = direction_seed(recipe.train.seed, direction)
         training = Training.create(recipe, *dims, dev, seed)
-        saved = folder.load_resume(training, recipe, direction, fingerprint) if resume else None
+        saved = None
+        if resume:
+            saved = folder.load_resume(training, recipe, direction, data_fingerprint(checked))
         state = saved or TrainState()
         history = folder.read_history(upto_epoch=state.epoch)
-        folder.write_history(history)
+        folder.write_history(history)  # drops rows a killed run wrote after its last.pt
         folder.clear_snapshots(after_epoch=state.epoch)
-        if not state.finished(cfg.epochs):
-            run = _Run(
-                recipe,
-                direction,
-                folder,
-                fingerprint,
-                TrainPairs.of(checked, dev, cfg.epoch_pairs),
-                ValSplit.of(checked),
-                SnapshotSample.of(checked, cfg.snapshot_images, cfg.seed),
-            )
+        if not state.finished(recipe.train.epochs):
+            run = _Run.of(recipe, direction, folder, checked, dev)
             _train_epochs(run, training, state, history, progress)
     model, _, meta = folder.load_best(device=device)
     return TrainResult(
