@@ -8,6 +8,8 @@ import torch
 from xmr_utils.core import similarity
 from xmr_utils.core.config import RECIPES, Recipe, TripletConfig, loss_config_from_dict
 from xmr_utils.core.errors import XmrError
+from xmr_utils.core.losses import TripletLoss
+from xmr_utils.core.miners import build_miner
 from xmr_utils.core.similarity import (
     LOSS_SIMILARITIES,
     SCORE_SIMILARITIES,
@@ -106,9 +108,6 @@ def _triplet_grad(a: torch.Tensor, c: torch.Tensor, sim) -> torch.Tensor:
 
 
 def test_triplet_loss_gradient_matches_float64_in_the_collapse_regime() -> None:
-    from xmr_utils.core.losses import TripletLoss
-    from xmr_utils.core.miners import build_miner
-
     a, c = collapsed(50, seed=2), collapsed(50, seed=3)
     want = _triplet_grad(a.double(), c.double(), lambda x, y: pairwise(x, y, "neg_sqeuclidean"))
     cos = torch.nn.functional.cosine_similarity

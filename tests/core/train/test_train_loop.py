@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tqdm.notebook import tqdm as notebook_tqdm
 
 import xmr_utils.core.train as train_mod
 import xmr_utils.core.train.state as state_mod
 from xmr_utils.core.config import RECIPES, Recipe, recipe_with
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.heads import DualEncoder
+from xmr_utils.core.recording import StatsRecorder
 from xmr_utils.core.train import TrainData, load_model, load_snapshots, train_model
+from xmr_utils.core.train.loop import _end_bar_early, _record_step
 
 
 @pytest.fixture(autouse=True)
@@ -585,10 +588,6 @@ def test_an_early_stop_ends_the_bar_full_and_says_why(tmp_path: Path, capsys) ->
 
 
 def test_the_notebook_bar_of_an_early_stop_is_green() -> None:
-    from tqdm.notebook import tqdm as notebook_tqdm
-
-    from xmr_utils.core.train.loop import _end_bar_early
-
     bar = notebook_tqdm(total=100, desc="seed/img2txt")
     bar.update(30)
     _end_bar_early(bar, "early stop at epoch 3: no better val rsum for 2 epochs")
@@ -603,9 +602,6 @@ def test_the_notebook_bar_of_an_early_stop_is_green() -> None:
 
 
 def test_step_statistics_match_a_naive_computation() -> None:
-    from xmr_utils.core.recording import StatsRecorder
-    from xmr_utils.core.train.loop import _record_step
-
     torch.manual_seed(0)
     model = DualEncoder.from_recipe(small("seed"), 24, 12)  # unnormalised heads
     recorder = StatsRecorder()

@@ -15,7 +15,7 @@ One module per job:
 * :mod:`~xmr_utils.core.train.loop` — the loop itself (:func:`train_model`, :func:`run_epoch`).
 """
 
-from xmr_utils.core.train.inputs import CheckedData, SplitRows, TrainData, check_data
+from xmr_utils.core.train.inputs import CheckedData, TrainData, check_data
 from xmr_utils.core.train.loop import (
     EpochOptions,
     EpochResult,
@@ -53,7 +53,6 @@ __all__ = [
     "ModelDir",
     "Snapshot",
     "SnapshotSample",
-    "SplitRows",
     "TrainData",
     "TrainPairs",
     "TrainResult",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.errors import XmrError
 
 
@@ -26,33 +27,15 @@ class TrainData:
 
 
 @dataclass(frozen=True)
-class SplitRows:
-    """One split in caption order: ``images [n]`` and ``captions [m]`` index the corpus,
-    ``owner [m]`` maps each split caption to its image's row in ``images``."""
-
-    images: np.ndarray
-    captions: np.ndarray
-    owner: np.ndarray
-
-    @classmethod
-    def of(cls, owner: np.ndarray, images: np.ndarray, n_images: int) -> SplitRows:
-        """The split of ``images`` (corpus indices) under ``owner [N_cap]``."""
-        local = np.full(n_images, -1, dtype=np.int64)
-        local[images] = np.arange(len(images))
-        captions = np.flatnonzero(local[owner] >= 0)
-        return cls(images, captions, local[owner[captions]])
-
-
-@dataclass(frozen=True)
 class CheckedData:
     """:class:`TrainData` after :func:`check_data`: 2-D features, int64 ``owner [N_cap]``,
-    and the two splits as :class:`SplitRows`."""
+    and the two splits as :class:`~xmr_utils.core.data.views.SplitView`."""
 
     image_feats: np.ndarray
     text_feats: np.ndarray
     owner: np.ndarray
-    train: SplitRows
-    val: SplitRows
+    train: SplitView
+    val: SplitView
 
 
 def _as_feats(x: np.ndarray, name: str, rows: str) -> np.ndarray:
@@ -100,12 +83,12 @@ def check_data(data: TrainData) -> CheckedData:
     shared = np.intersect1d(train, val)
     if len(shared):
         raise XmrError(f"train and val splits share {len(shared)} images (e.g. {shared[0]})")
-    train_split = SplitRows.of(owner, train, n)
+    train_split = SplitView.of("train", train, owner)
     if len(train_split.captions) < 2:
         raise XmrError(
             f"the train split has {len(train_split.captions)} captions; training needs >= 2"
         )
-    val_split = SplitRows.of(owner, val, n)
+    val_split = SplitView.of("val", val, owner)
     if len(val) < 2 or len(val_split.captions) < 2:
         raise XmrError(
             f"the val split has {len(val)} images and {len(val_split.captions)} captions; "

@@ -14,16 +14,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xmr_utils.core.config import DIRECTIONS
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.train.inputs import CheckedData
 
-#: ``img2txt``: image anchors, the pair's caption is the positive, other images' captions in
-#: the batch the negatives; ``txt2img``: caption anchors, images as candidates.
-DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
-
 
 def check_direction(direction: str) -> str:
-    """``direction`` if it is one of :data:`DIRECTIONS`, else a clear :class:`XmrError`."""
+    """``direction`` if it is one of :data:`~xmr_utils.core.config.DIRECTIONS` (``img2txt``:
+    image anchors, the pair's caption the positive, other images' captions in the batch the
+    negatives; ``txt2img``: caption anchors, images as candidates), else an XmrError."""
     if direction not in DIRECTIONS:
         raise unknown_choice("direction", direction, DIRECTIONS)
     return direction

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.metrics import retrieval_metrics
@@ -68,12 +69,11 @@ def snapshot_sample(
     Returns ``(image_ids [n], caption_ids [m], local_owner [m])``, ids sorted; ``owner [N_cap]``
     maps every caption to its image.
     """
-    val_images = np.sort(np.asarray(val_images, dtype=np.int64))
+    val = SplitView.of("val", np.sort(np.asarray(val_images, dtype=np.int64)), owner)
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(val_images), size=min(n_images, len(val_images)), replace=False)
-    image_ids = val_images[np.sort(pick)]
-    caption_ids = np.flatnonzero(np.isin(owner, image_ids))
-    return image_ids, caption_ids, np.searchsorted(image_ids, owner[caption_ids])
+    pick = rng.choice(len(val), size=min(n_images, len(val)), replace=False)
+    sample = val.subset(np.sort(pick), "snapshot")
+    return sample.images, sample.captions, sample.owner
 
 
 def embed(
