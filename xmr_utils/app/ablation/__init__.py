@@ -44,8 +44,8 @@ give the changed grid a new ``name``. Features are cached in ``features_dir`` (d
 table (:mod:`.cluster`); without them Dask is not imported.
 
 Modules: :mod:`.grid` (the file, its checks, the cells), :mod:`.cells` (attempt folders and
-running one cell), :mod:`.sequential` and :mod:`.cluster` (the two runners), :mod:`.resume`
-(continuing a cell whose worker was lost), :mod:`.results` (the table), :mod:`.command`.
+running one cell), :mod:`.sequential` and :mod:`.cluster` (the two runners), :mod:`.tasks`
+(what runs on a Dask worker), :mod:`.results` (the table), :mod:`.command`.
 """
 
 from xmr_utils.app.ablation.cells import (

@@ -5,7 +5,8 @@ A cell's attempts live under ``<grid>/runs/``: ``<cell-id>``, then ``<cell-id>.t
 ``.try3`` ... A finished attempt holds ``finished.json`` and is never written again; a failed
 or interrupted one is kept for reading, and the next invocation of the grid starts a fresh
 attempt. Within one invocation on a cluster, a task that lost its worker is run again by Dask
-with the same :class:`CellJob` and continues that attempt (:mod:`.resume`).
+with the same :class:`CellJob` and continues that attempt
+(:func:`xmr_utils.app.runner.resume_run`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from xmr_utils.app.ablation.grid import GridCell, GridSpec
-from xmr_utils.app.ablation.resume import executed_seconds, resume_cell
-from xmr_utils.app.runner import NotebookResult, run_notebooks
-from xmr_utils.app.runs import FINISHED_FILE, create_run, mark_finished, read_json, resolve_path
+from xmr_utils.app.runner import execute_run, resume_run
+from xmr_utils.app.runs import (
+    FINISHED_FILE,
+    RunLayout,
+    RunPlan,
+    create_run,
+    read_json,
+    resolve_path,
+)
 from xmr_utils.core.errors import XmrError
 
 
@@ -43,7 +50,7 @@ class CellOutcome:
 class CellJob:
     """Everything needed to run one cell, as plain data a Dask task can carry: the cell, its
     attempt folder, the notebooks to run (absolute paths), the ``params.json`` record to create
-    and the grid's name (written into ``finished.json``)."""
+    and the grid's name."""
 
     cell: GridCell
     run_dir: Path
@@ -143,55 +150,44 @@ def cell_job(
 
 
 def run_cell(job: CellJob) -> CellOutcome:
-    """Run one cell into ``job.run_dir`` and seal it; never raises for a broken cell.
+    """Run one cell into ``job.run_dir`` while owning that run, and seal it when every
+    notebook is done; never raises for a broken cell.
 
     A folder that already holds the attempt's ``params.json`` is one this job started on a
-    worker that was lost: its run continues from the first unfinished notebook. A folder
-    already sealed (the job ran to the end but its result did not reach the client) is left
-    exactly as it is.
+    worker that was lost: the run continues from its first unfinished notebook
+    (:func:`xmr_utils.app.runner.resume_run`; training resumes from ``models/*/last.pt``), and
+    is refused while a live process still owns it. A folder already sealed (the job ran to
+    the end but its result did not reach the client) is left exactly as it is.
     """
     start = time.perf_counter()
-    sealed = job.run_dir / FINISHED_FILE
-    if sealed.exists():
-        recorded = read_json(sealed).get("notebook_seconds", {})
+    layout = RunLayout(job.run_dir)
+    if layout.is_finished():
+        recorded = read_json(layout.finished).get("notebook_seconds", {})
         return CellOutcome(job.cell, job.run_dir, "ran", float(sum(recorded.values())))
     try:
-        if (job.run_dir / "params.json").exists():
-            results = resume_cell(
-                job.run_dir,
-                job.notebooks,
-                job.cell.params,
-                notebook_dir=job.notebooks[0].parent,
-                log_output=job.log_output,
-            )
+        if layout.params.exists():
+            notebook_dir = job.notebooks[0].parent
+            results = resume_run(job.run_dir, notebook_dir=notebook_dir, log_output=job.log_output)
         else:
-            create_run(dict(job.record), runs_root=job.run_dir.parent, run_dir=job.run_dir)
-            results = run_notebooks(
-                job.notebooks, job.run_dir, job.cell.params, log_output=job.log_output
+            plan = RunPlan(tuple(p.name for p in job.notebooks), seal=True)
+            create_run(
+                dict(job.record), runs_root=job.run_dir.parent, run_dir=job.run_dir, plan=plan
+            )
+            results = execute_run(
+                job.run_dir, job.notebooks, job.cell.params, log_output=job.log_output
             )
     except Exception as err:  # noqa: BLE001 — one broken cell must not stop the grid
         error = f"{type(err).__name__}: {err}"
         return CellOutcome(job.cell, job.run_dir, "failed", time.perf_counter() - start, error)
-    return _seal(job, results, time.perf_counter() - start)
-
-
-def _seal(job: CellJob, results: Sequence[NotebookResult], seconds: float) -> CellOutcome:
-    """The outcome of a cell whose notebooks ran; ``finished.json`` when none failed."""
+    seconds = time.perf_counter() - start
     failed = [r for r in results if r.error]
     if failed:
-        notebook = job.run_dir / "executed" / f"{failed[0].name}.ipynb"
+        notebook = layout.executed_notebook(failed[0].name)
         error = f"notebook {failed[0].name} failed — {failed[0].error}"
         return CellOutcome(job.cell, job.run_dir, "failed", seconds, error, notebook)
-    timings = {**executed_seconds(job.run_dir, job.notebooks)}
-    timings.update({r.name: r.seconds for r in results})
-    mark_finished(
-        job.run_dir,
-        {
-            "notebook_seconds": {p.stem: round(timings.get(p.stem, 0.0), 1) for p in job.notebooks},
-            "notebooks": [p.name for p in job.notebooks],
-            "grid": job.grid_name,
-        },
-    )
+    if not layout.is_finished():  # every notebook ran, yet the run was not sealed
+        error = f"the run in {job.run_dir} ended without finished.json; see its status.json"
+        return CellOutcome(job.cell, job.run_dir, "failed", seconds, error)
     return CellOutcome(job.cell, job.run_dir, "ran", seconds)
 
 

@@ -9,7 +9,7 @@ before anything is submitted, finished cells are skipped, a failed cell is retri
 ``.tryN`` folder by the next invocation, a finished cell is never rewritten, and the one
 results table written at the end equals the sequential one. A worker lost mid-cell (killed,
 pre-empted, out of memory) has its task run again by the scheduler on another worker, where
-the run continues from its first unfinished notebook (:mod:`.resume`).
+the run continues from its first unfinished notebook (:func:`xmr_utils.app.runner.resume_run`).
 
 Placement: a cell with ``device=cuda`` asks for the worker resource ``{"GPU": 1}``, so a worker
 started with ``--resources GPU=1`` (one per GPU) runs one such cell at a time; the local
@@ -184,9 +184,18 @@ def open_client(options: ClusterOptions) -> Client:
 
 
 def check_workers(client: Client, spec: GridSpec, project: str) -> None:
-    """Refuse before submitting when a connected worker cannot import xmr_utils or see the
-    project folder; warn when GPU cells find no GPU worker yet (more may join later)."""
+    """Refuse before submitting when a connected worker runs several tasks at once, cannot
+    import xmr_utils or cannot see the project folder; warn when GPU cells find no GPU worker
+    yet (more may join later)."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
+    shared = sorted(a for a, w in workers.items() if w.get("nthreads", 1) > 1)
+    if shared:
+        raise XmrError(
+            f"worker {shared[0]} runs {workers[shared[0]]['nthreads']} tasks at once; a grid "
+            "cell owns its worker process (the run lock's token and the thread caps live in "
+            "its environment), so start workers with --nthreads 1 (dask-jobqueue: cores=1 and "
+            "job_cpu=N for N torch threads per cell)"
+        )
     if not workers:
         print(f"[xmr] no worker has joined {client.scheduler.address} yet; cells wait for one")
     else:

@@ -122,7 +122,6 @@ def load_grid(
         raise XmrError(
             f"{path}: unknown key {unknown[0]!r}; a grid has the keys {', '.join(GRID_KEYS)}"
         )
-
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not _NAME.match(name) or name == LATEST_FILE:
         raise XmrError(
@@ -135,8 +134,25 @@ def load_grid(
         raise XmrError(
             f"{path}: preset: unknown preset {preset!r}; accepted: {', '.join(sorted(PRESETS))}"
         )
+    fixed = _fixed_params(path, data.get("params") or {}, overrides, preset, declared)
+    axes = _axes(path, data, fixed, preset, declared)
+    if "notebooks" in data:
+        notebooks = _notebook_prefixes(path, data["notebooks"], declared)
+    else:  # those of the default that exist (a folder of test notebooks may hold fewer)
+        present = {notebook[:2] for notebook in declared}
+        notebooks = tuple(p for p in DEFAULT_NOTEBOOKS.split(",") if p in present)
+    cells = expand_cells(preset, fixed, axes, declared)
+    return GridSpec(path, name, preset, fixed, axes, notebooks, cells)
 
-    params_in = data.get("params") or {}
+
+def _fixed_params(
+    path: Path,
+    params_in: Any,
+    overrides: Sequence[tuple[str, str]],
+    preset: str,
+    declared: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The file's ``params``, then the ``-p`` overrides, each name and value checked."""
     if not isinstance(params_in, dict):
         raise XmrError(f"{path}: params must be a mapping of parameter: value")
     fixed: dict[str, Any] = {}
@@ -145,7 +161,18 @@ def load_grid(
     for key, text in overrides:
         where = f"-p {key}"
         fixed[key] = _checked_value(path, where, key, parse_value(text), preset, declared)
+    return fixed
 
+
+def _axes(
+    path: Path,
+    data: Mapping[str, Any],
+    fixed: Mapping[str, Any],
+    preset: str,
+    declared: Mapping[str, Mapping[str, Any]],
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The ``axes`` as ``(name, values)`` pairs: declared names, checked values, none also
+    fixed, no two values of an axis giving the same cell."""
     axes_in = data.get("axes")
     if not isinstance(axes_in, dict) or not axes_in:
         raise XmrError(f"{path}: axes must map at least one parameter to a list of values")
@@ -154,7 +181,7 @@ def load_grid(
         key = str(key)
         _check_name(path, f"axes.{key}", key, preset, declared)
         if key in fixed:
-            source = "params" if key in params_in else f"-p {key}"
+            source = "params" if key in (data.get("params") or {}) else f"-p {key}"
             raise XmrError(f"{path}: axes.{key} is also fixed by {source}; keep one of them")
         if not isinstance(values, list):
             raise XmrError(
@@ -177,14 +204,7 @@ def load_grid(
                 )
             seen[token] = value
         axes.append((key, checked))
-
-    if "notebooks" in data:
-        notebooks = _notebook_prefixes(path, data["notebooks"], declared)
-    else:  # those of the default that exist (a folder of test notebooks may hold fewer)
-        present = {notebook[:2] for notebook in declared}
-        notebooks = tuple(p for p in DEFAULT_NOTEBOOKS.split(",") if p in present)
-    cells = expand_cells(preset, fixed, tuple(axes), declared)
-    return GridSpec(path, name, preset, fixed, tuple(axes), notebooks, cells)
+    return tuple(axes)
 
 
 def _checked_value(
