@@ -3,6 +3,7 @@ runner's skip / retry / keep-going behaviour (tiny notebooks), plus one real 2-c
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -417,7 +418,9 @@ def test_two_cell_grid_on_a_local_cluster_writes_the_sequential_table(
     grid, sequential = smoke_grid
     root = tmp_path / "out"
     capsys.readouterr()
+    threads_before = os.environ.get("OMP_NUM_THREADS")
     assert cli.main(["--grid", str(grid), "--ablations-root", str(root), "--workers", "2"]) == 0
+    assert os.environ.get("OMP_NUM_THREADS") == threads_before  # the Nanny's setting undone
     out = capsys.readouterr().out
     folder = root / "e2e"
     pd.testing.assert_frame_equal(

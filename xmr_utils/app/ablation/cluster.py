@@ -122,14 +122,34 @@ def connect(options: ClusterOptions, spec: GridSpec) -> Iterator[Client]:
             "--workers/--scheduler run the grid on Dask, which is not installed here; "
             "install the cluster extra: pip install -e '.[cluster]'"
         ) from None
-    cluster = start_local_cluster(options, spec) if options.workers else None
-    client = Client(cluster) if cluster is not None else open_client(options)
+    with _nanny_environ_restored():
+        cluster = start_local_cluster(options, spec) if options.workers else None
+        client = Client(cluster) if cluster is not None else open_client(options)
+        try:
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@contextmanager
+def _nanny_environ_restored() -> Iterator[None]:
+    """Undo what starting local workers does to this process's environment: a Nanny sets
+    ``distributed.nanny.pre-spawn-environ`` (``OMP_NUM_THREADS=1`` ...) in its own process
+    before spawning a worker, so without this the caller would keep one torch thread."""
+    import dask
+
+    keys = {*dask.config.get("distributed.nanny.pre-spawn-environ", {}), "PYTHONHASHSEED"}
+    saved = {key: os.environ.get(key) for key in keys}
     try:
-        yield client
+        yield
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def start_local_cluster(options: ClusterOptions, spec: GridSpec) -> Any:
