@@ -30,6 +30,7 @@ CHUNK = 16  # images per chunk (and per shard); also the batch size
 
 def verify_cost(folder: Path, rows: int, dim: int = 4096, repeats: int = 3) -> tuple[Timing, ...]:
     """``(bare np.load, verified load)`` timings of one ``rows x dim`` float32 cache entry."""
+    from xmr_utils.core.encoders.base import TextReport
     from xmr_utils.core.features import CachePaths, extract_chunks, load_verified, read_manifest
 
     paths = CachePaths(folder, "bench__rows")
@@ -45,7 +46,7 @@ def verify_cost(folder: Path, rows: int, dim: int = 4096, repeats: int = 3) -> t
     rng = np.random.default_rng(0)
 
     def encode(start: int, stop: int):
-        return rng.standard_normal((stop - start, dim), dtype=np.float32), {}, 0
+        return rng.standard_normal((stop - start, dim), dtype=np.float32), {}, TextReport()
 
     extract_chunks(paths, expected, encode, chunk_size=1024, progress=False, desc="bench")
     manifest = read_manifest(paths.manifest)
