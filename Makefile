@@ -26,8 +26,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# JupyterLab at the project root (notebooks/, outputs/runs/<id>/figures and executed/ in reach);
+# configs/jupyter_lab_config.py says why each setting is there (root user, kernel transport, ...).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --config=configs/jupyter_lab_config.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -1,9 +1,11 @@
 """JupyterLab as `make lab` starts it: `jupyter lab --config=configs/jupyter_lab_config.py`.
 
 A traitlets config file (``c`` is the config object; ``__file__`` is this file). Each setting
-answers one thing a user of the study met on a plain `jupyter lab notebooks/`:
+answers one thing a user of the study met with a plain `jupyter lab notebooks/`; the test
+tests/app/test_lab_browser.py starts JupyterLab with this file too.
 """
 
+import logging
 from pathlib import Path
 
 import zmq
@@ -28,11 +30,22 @@ c.ServerApp.ip = "127.0.0.1"
 # (A pyzmq built without libsodium has no Curve: then nothing changes.)
 c.MappingKernelManager.transport_encryption = "auto" if zmq.has("curve") else "disabled"
 
-# Lab-wide defaults of this project (widget state saved with a notebook, so a saved notebook
-# reopens its widgets instead of "Error displaying widget: model not found"); a user's own
-# settings (Settings > Settings Editor) still take precedence.
+# Lab-wide defaults of this project, in jupyterlab-settings/overrides.json: widget state saved
+# with a notebook (a saved notebook reopens its widgets instead of "Error displaying widget:
+# model not found"), and no "get notified about Jupyter news?" pop-up (there is no network).
+# A user's own settings (Settings > Settings Editor) still take precedence.
 c.LabApp.app_settings_dir = str(PROJECT_ROOT / "configs" / "jupyterlab-settings")
 
-# jupyter_server pings a websocket every 30 s and allows 90 s for the answer; tornado allows at
-# most the interval and warns at every connection that it shortened it. Say it directly.
-c.ServerApp.tornado_settings = {"ws_ping_interval": 30000, "ws_ping_timeout": 30000}
+
+# jupyter_server's websocket handlers keep connections alive with their own pings every 30 s
+# (ws_ping_interval, in ms) and give up after 90 s without an answer. Tornado reads those two
+# numbers as its own (in seconds) and warns at every kernel connection that the timeout is
+# longer than the interval; its own pings, every 30000 s, never run. Lowering the timeout to
+# the interval would make jupyter_server drop live connections (it checks right before each
+# ping), so only that one notice is filtered out.
+class _TornadoPingNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "cannot be longer than the websocket_ping_interval" not in record.getMessage()
+
+
+logging.getLogger("tornado.general").addFilter(_TornadoPingNotice())

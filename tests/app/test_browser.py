@@ -153,6 +153,10 @@ def test_default_model_is_the_best_that_did_not_collapse(tmp_path: Path) -> None
     assert labels["seed/img2txt"].endswith("COLLAPSED")
     assert "COLLAPSED" not in labels["vsepp/img2txt"] and "260.0" in labels["vsepp/txt2img"]
     assert browser._controls()["model"].value == "vsepp/txt2img"
+    browser._controls()["model"].value = "seed/img2txt"  # the note follows the picker
+    note = browser._controls()["note"].value
+    assert "<b>seed/img2txt</b>" in note and "collapsed" in note and "300.0" in note
+    assert "opened on <b>vsepp/txt2img</b>" in note
     frame = browser.models_frame()
     assert frame["default"].tolist() == [True, False, False]
     assert frame.loc["seed/img2txt", "collapsed"]

@@ -136,6 +136,25 @@ class QueryBrowser:
         best of all when every model collapsed."""
         return next(iter(self.indexes))
 
+    def model_note(self, model: str) -> str:
+        """One HTML line saying which model answers: the default's reason (:meth:`default_note`),
+        or for another model its val rsum, whether it collapsed, and which is the default."""
+        if model == self.default_model:
+            return self.default_note()
+        index = self._index(model)
+        facts = [f"val rsum {index.val_rsum:.1f}"] if math.isfinite(index.val_rsum) else []
+        if index.collapsed:
+            facts.append(
+                f'<span style="color:{COLLAPSED_COLOUR}">collapsed: its answers hardly depend '
+                "on the query</span>"
+            )
+        detail = f" ({'; '.join(facts)})" if facts else ""
+        return (
+            f"Answering with <b>{html.escape(model)}</b>{detail}. The browser opened on "
+            f"<b>{html.escape(self.default_model)}</b>, the best model of this run that did "
+            "not collapse."
+        )
+
     def default_note(self) -> str:
         """One HTML line saying which model answers by default and why, and which collapsed."""
         name = self.default_model
@@ -317,6 +336,8 @@ class QueryBrowser:
 
     def refresh(self, _: Any = None) -> None:
         """Answer both tabs' current queries again (the model or top k changed)."""
+        ws = self._controls()
+        ws["note"].value = self.model_note(ws["model"].value)
         self.on_image()
         self.on_search()
 
