@@ -33,8 +33,8 @@ from xmr_utils.core.train import load_model
 if TYPE_CHECKING:
     import pandas as pd
 
-    from xmr_utils.app.study import SplitView
     from xmr_utils.core.data.corpus import CaptionCorpus
+    from xmr_utils.core.data.views import SplitView
     from xmr_utils.core.heads import DualEncoder
 
 #: Pixel sizes: result thumbnails (large enough to judge a photograph) and the query image.
@@ -213,7 +213,7 @@ class QueryBrowser:
             emb,
             index.image_emb,
             k=min(k or self.k, len(index.image_emb)),
-            metric=index.model.metric,
+            similarity=index.model.similarity,
         )
         owners = {
             int(self.corpus.owner[c])
@@ -233,7 +233,7 @@ class QueryBrowser:
             index.image_emb[row : row + 1],
             index.caption_emb,
             k=min(k or self.k, len(index.caption_emb)),
-            metric=index.model.metric,
+            similarity=index.model.similarity,
         )
         captions = self.view.captions[np.asarray(cols[0])]
         own = set(np.flatnonzero(self.corpus.owner == image_index).tolist())
