@@ -19,6 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # against this root, see xmr_utils.app.runs.project_root).
 c.ServerApp.root_dir = str(PROJECT_ROOT)
 
+# A finished run is sealed: its files (the executed copies) open read-only, with "Save as…".
+c.ServerApp.contents_manager_class = "xmr_utils.app.lab.SealedRunsContentsManager"
+
 # Containers often run as root; the server listens on the loopback interface only and asks for
 # its token, so starting as root needs no flag (jupyter_server otherwise stops at start-up).
 c.ServerApp.allow_root = True
@@ -30,10 +33,12 @@ c.ServerApp.ip = "127.0.0.1"
 # (A pyzmq built without libsodium has no Curve: then nothing changes.)
 c.MappingKernelManager.transport_encryption = "auto" if zmq.has("curve") else "disabled"
 
-# Lab-wide defaults of this project, in jupyterlab-settings/overrides.json: widget state saved
-# with a notebook (a saved notebook reopens its widgets instead of "Error displaying widget:
-# model not found"), and no "get notified about Jupyter news?" pop-up (there is no network).
-# A user's own settings (Settings > Settings Editor) still take precedence.
+# Lab-wide defaults of this project, in jupyterlab-settings/overrides.json: no "get notified
+# about Jupyter news?" pop-up (there is no network). A user's own settings (Settings > Settings
+# Editor) still take precedence. Widget state is deliberately left at JupyterLab's default
+# (not saved by Lab): with saving on, opening an executed copy marks it modified, and saving it
+# replaces the widget state papermill stored with an empty one, so it would reopen with "Error
+# displaying widget: model not found".
 c.LabApp.app_settings_dir = str(PROJECT_ROOT / "configs" / "jupyterlab-settings")
 
 

@@ -65,8 +65,23 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
+class SmokeProject:
+    """A project home (``XMR_HOME``) holding a copy of the notebooks and one finished run of
+    the `smoke` preset, with the environment it was made in (Jupyter's own folders under
+    ``state``, shared by the servers the browser tests start)."""
+
+    home: Path
+    state: Path
+    env: dict[str, str]
+    run: Path
+    cmd: tuple[str, ...]
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
 class LabServer:
-    """A running JupyterLab: its base URL, token and log file."""
+    """A running JupyterLab (or Voilà): its base URL, token and log file."""
 
     url: str
     token: str
@@ -123,11 +138,37 @@ def lab_server(home: Path, env: Mapping[str, str], log: Path) -> Iterator[LabSer
         f"--IdentityProvider.token={token}",
         "--ServerApp.open_browser=False",
     ]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
     server = LabServer(f"http://127.0.0.1:{port}", token, log)
+    with _serving(cmd, env, server, "/api/status"):
+        yield server
+
+
+@contextmanager
+def voila_server(notebook: Path, env: Mapping[str, str], log: Path) -> Iterator[LabServer]:
+    """``voila NOTEBOOK`` as ``make browse`` starts it (``configs/voila.py``)."""
+    token, port = secrets.token_hex(16), free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        f"--Voila.config_file_paths={LAB_CONFIG.parent}",
+        f"--port={port}",
+        f"--token={token}",
+    ]
+    with _serving(cmd, env, LabServer(f"http://127.0.0.1:{port}", token, log), "/") as server:
+        yield server
+
+
+@contextmanager
+def _serving(
+    cmd: list[str], env: Mapping[str, str], server: LabServer, probe: str
+) -> Iterator[LabServer]:
+    """Run ``cmd`` (its output to ``server.log``) until ``probe`` answers; stop it after."""
+    with server.log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_for(server, proc)
+        _wait_for(server, proc, probe=f"{server.url}{probe}?token={server.token}")
         yield server
     finally:
         proc.terminate()
@@ -138,17 +179,17 @@ def lab_server(home: Path, env: Mapping[str, str], log: Path) -> Iterator[LabSer
             proc.wait()
 
 
-def _wait_for(server: LabServer, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(server: LabServer, proc: subprocess.Popen, probe: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited ({proc.returncode}):\n{server.log_text()}")
+            raise RuntimeError(f"the server exited ({proc.returncode}):\n{server.log_text()}")
         try:
-            urllib.request.urlopen(f"{server.url}/api/status?token={server.token}", timeout=2)
+            urllib.request.urlopen(probe, timeout=2)
             return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"jupyter lab did not answer in {timeout} s:\n{server.log_text()}")
+    raise RuntimeError(f"the server did not answer in {timeout} s:\n{server.log_text()}")
 
 
 @contextmanager
@@ -173,12 +214,15 @@ def chromium_page(profile: Path, width: int = 1400, height: int = 1100) -> Itera
 
 # ---------------------------------------------------------------- JupyterLab actions
 
-#: True when every code cell of the current notebook shows an execution count (none queued).
-ALL_CELLS_RAN = """() => {
+#: The prompts of the current notebook's code cells once nothing is queued any more (None while
+#: a cell is queued or running): "[3]:" ran, "[ ]:" did not (a cell above it failed).
+SETTLED_PROMPTS = """() => {
   const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
-  if (!nb) return false;
-  const prompts = [...nb.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-  return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+  const idle = [...document.querySelectorAll('.jp-StatusBar-TextItem')]
+    .some(e => /\\| Idle/.test(e.textContent));
+  if (!nb || !idle) return null;
+  const prompts = [...nb.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
+  return prompts.some(p => p.includes('*')) ? null : prompts;
 }"""
 
 
@@ -214,8 +258,12 @@ def opens_unmodified(page: Any, timeout_s: float = 20) -> bool:
 
 
 def run_all_cells(page: Any, timeout_s: float = 240) -> None:
-    """Run > Run All Cells, and wait until every code cell has run."""
+    """Run > Run All Cells; wait until nothing is queued; fail with the error shown when a
+    cell failed (the cells after it do not run)."""
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    page.wait_for_function(ALL_CELLS_RAN, timeout=timeout_s * 1000)
-    wait_kernel_idle(page)
+    page.wait_for_timeout(500)  # the first cell is queued
+    prompts = page.wait_for_function(SETTLED_PROMPTS, timeout=timeout_s * 1000).json_value()
+    if not all(re.search(r"\[\d+\]", p) for p in prompts):
+        errors = page.locator(".jp-OutputArea-output[data-mime-type*='stderr']").all_inner_texts()
+        raise AssertionError(f"a cell failed; prompts {prompts}; errors: {errors[-1:]}")
