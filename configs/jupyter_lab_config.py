@@ -6,6 +6,7 @@ tests/app/test_lab_browser.py starts JupyterLab with this file too.
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import zmq
@@ -20,7 +21,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 c.ServerApp.root_dir = str(PROJECT_ROOT)
 
 # A finished run is sealed: its files (the executed copies) open read-only, with "Save as…".
+# (The class is this checkout's, importable even where the package is not installed.)
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
 c.ServerApp.contents_manager_class = "xmr_utils.app.lab.SealedRunsContentsManager"
+
+# Voilà (`make browse`, installed with the dev extra) registers a server extension that would
+# also serve /voila/ inside JupyterLab; `make browse` runs Voilà on its own, so it stays off here
+# (it costs a second and a half at start-up and prints a DeprecationWarning about
+# ServerApp.token).
+c.ServerApp.jpserver_extensions = {"voila.server_extension": False}
 
 # Containers often run as root; the server listens on the loopback interface only and asks for
 # its token, so starting as root needs no flag (jupyter_server otherwise stops at start-up).

@@ -228,7 +228,8 @@ def test_figures_inline_live_and_in_executed_copies(
     assert _contents(server, "notebooks/06_query_browser.ipynb")["writable"] is True
     assert _files(run) == sealed, "a notebook wrote into the finished run"
     log = server.log_text()
-    for alarm in ("without encryption", "Running as root", "websocket_ping_timeout"):
+    alarms = ("without encryption", "Running as root", "websocket_ping_timeout", "Warning:")
+    for alarm in alarms:  # "Warning:" catches Python warnings (DeprecationWarning: ...)
         assert alarm not in log, f"the server log warns: {alarm}"
     # jupyter_server notes every notebook this machine has not signed yet; the study's own
     # notebooks (no outputs) until they are first saved, but never an executed copy
