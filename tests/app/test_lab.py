@@ -1,13 +1,16 @@
-"""JupyterLab's contents manager of `make lab`: files inside a finished run are read-only."""
+"""`make lab` and JupyterLab: finished runs are read-only there; executed copies are signed."""
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat.sign import NotebookNotary
 from tornado import web
 
+from xmr_utils.app import runner
 from xmr_utils.app.lab import SealedRunsContentsManager, sealed_run_of
 from xmr_utils.app.runs import FINISHED_FILE
 
@@ -58,3 +61,25 @@ def test_finished_runs_open_read_only_and_refuse_saves(project: Path) -> None:
     saved = asyncio.run(manager.save(model, "notebooks/copy.ipynb"))  # Save As elsewhere works
     assert saved["writable"] is True and (project / "notebooks" / "copy.ipynb").is_file()
     assert asyncio.run(manager.create_checkpoint("notebooks/copy.ipynb"))["id"]
+
+
+def test_executed_copies_are_signed_so_lab_renders_their_widgets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1")
+    cell.outputs = [nbformat.v4.new_output("display_data", {"text/html": "<b>1</b>"})]
+    nb.cells = [cell]
+    path = tmp_path / "06.ipynb"
+    nbformat.write(nb, path)
+    assert not NotebookNotary().check_signature(nbformat.read(path, as_version=4))
+    runner.trust_notebook(path)
+    assert NotebookNotary().check_signature(nbformat.read(path, as_version=4))
+
+    def locked(*_: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(NotebookNotary, "sign", locked)
+    runner.trust_notebook(path)  # a store that cannot be written costs the trust, not the run
+    assert "06.ipynb is not signed (database is locked)" in capsys.readouterr().err

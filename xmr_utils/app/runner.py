@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -146,11 +147,23 @@ def trust_notebook(path: Path) -> None:
     """Sign an executed copy as the user's own output, as ``jupyter trust`` does (the
     signature goes to the user's Jupyter data folder, the file is unchanged). JupyterLab shows
     an untrusted notebook's widgets and HTML as plain text, so unsigned the query browser of an
-    executed 06 reopened as ``VBox(children=...)``."""
+    executed 06 reopened as ``VBox(children=...)``. A signature store that cannot be written
+    (read-only home, a database locked for too long) costs the trust, never the run: it is
+    said on stderr."""
+    import sqlite3
+
     import nbformat
     from nbformat.sign import NotebookNotary
 
-    NotebookNotary().sign(nbformat.read(path, as_version=4))
+    try:
+        NotebookNotary().sign(nbformat.read(path, as_version=4))
+    except (OSError, sqlite3.Error) as err:
+        print(
+            f"[xmr] note: {path.name} is not signed ({err}); JupyterLab will show its widgets "
+            f"as text until you run `jupyter trust {path}`",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run_notebooks(
