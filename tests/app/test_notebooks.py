@@ -62,3 +62,11 @@ def test_metadata_is_the_installed_kernels_so_lab_opens_them_unmodified(path: Pa
     version = meta["language_info"].pop("version")
     assert version.split(".")[:2] == expected.pop("version").split(".")[:2]
     assert meta["language_info"] == expected
+
+
+def test_the_notebooks_defaults_are_the_demo_a_quick_study() -> None:
+    """Stepping through JupyterLab with the defaults does what `make demo` does (minutes); the
+    full schedules are one parameter away (epochs = 0), as the flickr8k preset sets."""
+    declared = {k: v for path in NOTEBOOKS for k, v in runner.declared_parameters(path).items()}
+    assert {k: declared[k] for k in runner.PRESETS["demo"]} == dict(runner.PRESETS["demo"])
+    assert runner.PRESETS["flickr8k"]["epochs"] == 0
