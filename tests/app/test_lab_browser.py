@@ -149,7 +149,9 @@ def _figure_checks(panel: Any, at_least: int) -> None:
     outputs = " ".join(panel.locator(".jp-OutputArea-output").all_inner_texts())
     assert "<Figure size" not in outputs, "a figure rendered as text"
     assert "Error displaying widget" not in outputs
-    assert "Traceback" not in outputs and "UserWarning" not in outputs
+    assert "Traceback" not in outputs and "Warning" not in outputs
+    stderr = panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert stderr.count() == 0, f"warning blocks: {stderr.all_inner_texts()}"
 
 
 def test_query_browser_in_jupyterlab(lab: LabServer, page: Any, sealed: dict[str, int]) -> None:
@@ -181,6 +183,7 @@ def test_query_browser_as_a_standalone_app(
         _drive_browser(browser, "voila")
         text = page.locator("body").inner_text()
         assert "Traceback" not in text and "Error displaying widget" not in text
+        assert "Warning" not in text
         assert "run_dir" not in text  # the code cells are not shown
         log = server.log_text()
     assert "without encryption" not in log and "Running as root" not in log

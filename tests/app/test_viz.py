@@ -4,6 +4,7 @@ import io
 import warnings
 from pathlib import Path
 
+import matplotlib.legend
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from IPython.core.formatters import DisplayFormatter
 from PIL import Image
 
 from xmr_utils.app import viz
+from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.errors import XmrError
 
 
@@ -67,3 +69,31 @@ def test_seeded_umap_prints_no_warning() -> None:
         warnings.simplefilter("error", UserWarning)  # umap's n_jobs notice was a UserWarning
         xy = viz.umap_2d(points, seed=0)
     assert xy.shape == (30, 2)
+
+
+def test_no_legend_warns_that_placing_it_was_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib warns when a default-placed legend took over a second to place (a busy
+    machine): make every clock reading 2 s later than the last, and draw each figure."""
+    clock = iter(range(0, 10_000, 2))
+    monkeypatch.setattr(matplotlib.legend.time, "perf_counter", lambda: float(next(clock)))
+    corpus = CaptionCorpus(
+        "toy",
+        Path("."),
+        (Path("a.jpg"), Path("b.jpg")),
+        ("a red square", "a blue circle on grass"),
+        np.array([0, 1]),
+        {"train": np.array([0]), "val": np.array([1])},
+    )
+    row = {"epoch": 1, "loss": 1.0, "val_rsum": 1.0, "loss_over_margin": 1.0}
+    row |= {k: 0.5 for keys in viz.COLLAPSE_CURVES.values() for k in keys if k}
+    frame = pd.DataFrame({"recipe": ["a", "b"], "model": ["img2txt"] * 2, "rsum": [1.0, 2.0]})
+    figures = (
+        viz.caption_lengths(corpus),
+        viz.history_curves({"vsepp": [row]}),
+        viz.metrics_bars(frame),
+        viz.collapse_curves({"img2txt-vsepp": [row]}),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for fig in figures:
+            fig._repr_png_()

@@ -2,7 +2,11 @@
 ``Figure`` built without pyplot (no global state, so a notebook shows it exactly once) that
 renders itself as a PNG when it is a cell's value or passed to ``display`` — and :func:`save`
 writes it under ``<run_dir>/figures/``. The notebook tables (:func:`results_view`) live here too:
-what a notebook shows is this module's job, what it computes is the study's."""
+what a notebook shows is this module's job, what it computes is the study's.
+
+Every legend names its ``loc``: one left at matplotlib's default place ("best") warns
+"Creating legend with loc='best' can be slow" whenever placing it took over a second — on a busy
+machine, a pink warning block under a figure. Naming the place, even "best", never warns."""
 
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ def caption_lengths(corpus: CaptionCorpus) -> Figure:
     fig = StudyFigure(figsize=(7, 3.2))
     ax = fig.subplots()
     sns.histplot(frame, x="words", hue="split", discrete=True, multiple="stack", ax=ax)
+    sns.move_legend(ax, "upper right")  # loc named: see the module docstring
     ax.set_title(f"{corpus.name}: caption length (words), {corpus.n_captions} captions")
     return fig
 
@@ -114,7 +119,7 @@ def history_curves(
         ax.set_title((titles or {}).get(key, key))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="best")  # loc named: see the module docstring
     fig.tight_layout()
     return fig
 
@@ -126,6 +131,7 @@ def metrics_bars(table: Any, value: str = "rsum") -> Figure:
     fig = StudyFigure(figsize=(6, 3.2))
     ax = fig.subplots()
     sns.barplot(data=table, x="recipe", y=value, hue="model", ax=ax)
+    sns.move_legend(ax, "best")  # loc named: see the module docstring
     ax.set_title(f"{value} on the test split")
     return fig
 
@@ -411,7 +417,7 @@ def collapse_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
         Line2D([], [], color="grey", ls="--", label="caption side / t2i"),
         Line2D([], [], color="black", ls=":", label="collapse threshold"),
     ]
-    axes[0, 0].legend(handles=handles, fontsize=7)
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
