@@ -131,7 +131,7 @@ def metrics_bars(table: Any, value: str = "rsum") -> Figure:
     fig = StudyFigure(figsize=(6, 3.2))
     ax = fig.subplots()
     sns.barplot(data=table, x="recipe", y=value, hue="model", ax=ax)
-    sns.move_legend(ax, "best")  # loc named: see the module docstring
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))  # beside the bars; loc named
     ax.set_title(f"{value} on the test split")
     return fig
 
