@@ -161,7 +161,7 @@ def score_case(
     from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats
     from xmr_utils.core.metrics import retrieval_metrics
     from xmr_utils.core.retrieval import score_matrix
-    from xmr_utils.core.train import DIRECTIONS, embed, train_model
+    from xmr_utils.core.train import DIRECTIONS, TrainData, embed, train_model
 
     recipe = recipe_with(RECIPES[case.recipe], **dict(case.overrides))
     val_captions, val_owner = split_owner(owner, val)
@@ -171,11 +171,7 @@ def score_case(
         result = train_model(
             recipe,
             direction,
-            image_feats,
-            text_feats,
-            owner,
-            fit,
-            select,
+            TrainData(image_feats, text_feats, owner, fit, select),
             out_dir / direction,
             progress=progress,
             resume=False,
