@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lab bench bench-quick bench-quality bench-cluster venv clean-venv
+.PHONY: demo test lab browse bench bench-quick bench-quality bench-cluster venv clean-venv
 
 venv: $(STAMP)
 
@@ -26,8 +26,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# JupyterLab at the project root (notebooks/, outputs/runs/<id>/figures and executed/ in reach);
+# configs/jupyter_lab_config.py says why each setting is there (root user, kernel transport, ...).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --config=configs/jupyter_lab_config.py
+
+# The query browser of notebook 06 alone, as a web page (Voilà), on the LATEST run.
+browse: $(STAMP)
+	$(VENV)/bin/voila notebooks/06_query_browser.ipynb --Voila.config_file_paths=configs
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

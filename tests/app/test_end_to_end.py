@@ -1,40 +1,20 @@
-"""All seven notebooks through papermill on a tiny synthetic set (the `smoke` preset).
+"""All seven notebooks through papermill on a tiny synthetic set (the `smoke` preset, run once
+per session by the ``smoke_project`` fixture of conftest.py, which the browser tests share).
 
 Checks the plumbing end to end — every notebook runs, the run folder holds what the README
 promises — not the science (that is benchmarks/ and the demo)."""
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from lab_harness import SmokeProject
 
 
 @pytest.mark.slow
-def test_pipeline_runs_every_notebook(tmp_path: Path) -> None:
-    run_dir = tmp_path / "runs" / "smoke"
-    cmd = [
-        sys.executable,
-        "-m",
-        "xmr_utils.pipeline",
-        "--preset",
-        "smoke",
-        "--run-dir",
-        str(run_dir),
-        "--runs-root",
-        str(tmp_path / "runs"),
-        "-p",
-        "data_dir",
-        str(tmp_path / "data"),
-        "-p",
-        "features_dir",
-        str(tmp_path / "features"),
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_pipeline_runs_every_notebook(smoke_project: SmokeProject) -> None:
+    run_dir, done = smoke_project.run, smoke_project
+    assert run_dir.parent == smoke_project.home / "outputs" / "runs"
 
     executed = sorted(p.name for p in (run_dir / "executed").glob("*.ipynb"))
     assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05", "06"]
@@ -65,5 +45,13 @@ def test_pipeline_runs_every_notebook(tmp_path: Path) -> None:
     assert "rsum" in done.stdout  # the summary table
 
     # a finished run is never overwritten: a second pipeline into it is refused
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    cmd = [*smoke_project.cmd, "--run-dir", str(run_dir)]
+    again = subprocess.run(
+        cmd,
+        cwd=smoke_project.home,
+        env=smoke_project.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 2 and "already holds a finished run" in again.stderr

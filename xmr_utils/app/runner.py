@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from xmr_utils.core.errors import XmrError, unknown_choice
 
 NOTEBOOK_DIR = "notebooks"
 
-#: Parameter presets. Values not named here keep the notebooks' own defaults.
+#: Parameter presets. Values not named here keep the notebooks' own defaults, which are a quick
+#: study on the synthetic set (12 epochs per recipe): what stepping through JupyterLab runs.
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     # `make demo`: the whole study on the offline synthetic dataset in a few minutes.
     "demo": {
@@ -63,6 +65,8 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "image_encoder": "efficientnet_lite0:tta+efficientnet_lite2:tta",
         "text_encoder": "minilm:mean",
         "recipes": "infonce_linear,vsepp,seed",
+        # each recipe's own schedule (the notebooks' default, 12 epochs, is the quick study)
+        "epochs": 0,
     },
 }
 
@@ -159,6 +163,40 @@ def select_notebooks(paths: Sequence[Path], only: str) -> list[Path]:
     return [by_prefix[prefix] for prefix in sorted(wanted)]
 
 
+def _kernel_config() -> Any:
+    """The kernels' traitlets config: CurveZMQ keys for each kernel whose kernelspec declares
+    support (ipykernel's does), so its loopback traffic is encrypted and ipykernel no longer
+    warns at every start that it is not (``configs/jupyter_lab_config.py`` does the same)."""
+    import zmq
+    from traitlets.config import Config
+
+    encryption = "auto" if zmq.has("curve") else "disabled"
+    return Config({"KernelManager": {"transport_encryption": encryption}})
+
+
+def trust_notebook(path: Path) -> None:
+    """Sign an executed copy as the user's own output, as ``jupyter trust`` does (the
+    signature goes to the user's Jupyter data folder, the file is unchanged). JupyterLab shows
+    an untrusted notebook's widgets and HTML as plain text, so unsigned the query browser of an
+    executed 06 reopened as ``VBox(children=...)``. A signature store that cannot be written
+    (read-only home, a database locked for too long) costs the trust, never the run: it is
+    said on stderr."""
+    import sqlite3
+
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    try:
+        NotebookNotary().sign(nbformat.read(path, as_version=4))
+    except (OSError, sqlite3.Error) as err:
+        print(
+            f"[xmr] note: {path.name} is not signed ({err}); JupyterLab will show its widgets "
+            f"as text until you run `jupyter trust {path}`",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run_notebooks(
     paths: Sequence[Path], run_dir: Path, params: Mapping[str, Any], *, log_output: bool = False
 ) -> list[NotebookResult]:
@@ -173,6 +211,7 @@ def run_notebooks(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    kernel_config = _kernel_config()
     apply_env_defaults()  # inherited by the kernels papermill starts
     results = []
     shown: list[str] = []  # findings already printed
@@ -182,19 +221,22 @@ def run_notebooks(
         nb_params["run_dir"] = str(run_dir)
         start = time.perf_counter()
         print(f"[xmr] {path.name} ...", flush=True)
+        executed = RunLayout(run_dir).executed_notebook(path.stem)
         try:
             with interrupt_kernel_on_sigint() as interrupts:
                 papermill.execute_notebook(
                     str(path),
-                    str(RunLayout(run_dir).executed_notebook(path.stem)),
+                    str(executed),
                     parameters=nb_params,
                     kernel_name="python3",
                     progress_bar=False,
                     log_output=log_output,
                     cwd=str(resolve_path(".")),
                     kernel_manager_class=interrupts.manager_class,
+                    config=kernel_config,
                 )
         except PapermillExecutionError as err:
+            trust_notebook(executed)
             if interrupts.pressed:  # Ctrl-C stopped the cell: the caller says so in one line
                 seconds = time.perf_counter() - start
                 record_notebook(run_dir, path.stem, seconds, error="interrupted (Ctrl-C)")
@@ -203,6 +245,7 @@ def run_notebooks(
             results.append(NotebookResult(path.stem, time.perf_counter() - start, line))
             record_notebook(run_dir, path.stem, results[-1].seconds, error=line)
             break
+        trust_notebook(executed)
         results.append(NotebookResult(path.stem, time.perf_counter() - start))
         record_notebook(run_dir, path.stem, results[-1].seconds)
         print(f"[xmr] {path.name} done in {results[-1].seconds:.1f} s", flush=True)

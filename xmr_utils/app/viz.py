@@ -1,8 +1,16 @@
-"""Every figure of the study. Each function returns a matplotlib ``Figure`` (no pyplot state,
-so a notebook shows it exactly once) and :func:`save` writes it under ``<run_dir>/figures/``."""
+"""Every figure of the study. Each function returns a :class:`StudyFigure` — a matplotlib
+``Figure`` built without pyplot (no global state, so a notebook shows it exactly once) that
+renders itself as a PNG when it is a cell's value or passed to ``display`` — and :func:`save`
+writes it under ``<run_dir>/figures/``. The notebook tables (:func:`results_view`) live here too:
+what a notebook shows is this module's job, what it computes is the study's.
+
+Every legend names its ``loc``: one left at matplotlib's default place ("best") warns
+"Creating legend with loc='best' can be slow" whenever placing it took over a second — on a busy
+machine, a pink warning block under a figure. Naming the place, even "best", never warns."""
 
 from __future__ import annotations
 
+import io
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -15,16 +23,34 @@ from matplotlib.figure import Figure
 from xmr_utils.app.runs import resolve_path
 from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.diagnostics import MAX_MEAN_COSINE, MIN_DISTINCT_TOP1, MIN_EFFECTIVE_RANK
+from xmr_utils.core.errors import XmrError
 
 MODALITY_COLOURS = {"image": "#1f77b4", "caption": "#ff7f0e"}
+
+#: Resolution of every PNG, on disk (:func:`save`) and inline (:meth:`StudyFigure._repr_png_`).
+PNG_DPI = 110
+
+
+class StudyFigure(Figure):
+    """A ``Figure`` that shows itself inline in Jupyter without pyplot or an active backend.
+
+    IPython asks a displayed object for ``_repr_png_``; a bare ``Figure`` has none (the inline
+    backend registers a PNG printer only once pyplot has chosen it), so it printed as the text
+    ``<Figure size ...>``. This one answers with the PNG :func:`save` writes, so live cells,
+    papermill's executed copies and JupyterLab reopening them all hold an ``image/png`` output.
+    When the inline backend is active its printer (registered for ``Figure``) is used instead:
+    still one PNG.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight")
+        return buf.getvalue()
 
 
 def save(fig: Figure, run_dir: str | Path, name: str) -> Path:
     """Write ``fig`` to ``<run_dir>/figures/<name>.png`` and return the path."""
-    path = Path(run_dir) / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    return save_as(fig, Path(run_dir) / "figures" / f"{name}.png")
 
 
 def _thumbnail(path: Path, size: int = 160) -> np.ndarray:
@@ -50,9 +76,10 @@ def caption_lengths(corpus: CaptionCorpus) -> Figure:
             "split": split_of_image[corpus.owner],
         }
     )
-    fig = Figure(figsize=(7, 3.2))
+    fig = StudyFigure(figsize=(7, 3.2))
     ax = fig.subplots()
     sns.histplot(frame, x="words", hue="split", discrete=True, multiple="stack", ax=ax)
+    sns.move_legend(ax, "upper right")  # loc named: see the module docstring
     ax.set_title(f"{corpus.name}: caption length (words), {corpus.n_captions} captions")
     return fig
 
@@ -60,7 +87,7 @@ def caption_lengths(corpus: CaptionCorpus) -> Figure:
 def sample_grid(corpus: CaptionCorpus, image_indices: Sequence[int], width: int = 48) -> Figure:
     """Images with all of their captions underneath, one column per image."""
     n = len(image_indices)
-    fig = Figure(figsize=(3.3 * n, 5.2))
+    fig = StudyFigure(figsize=(3.3 * n, 5.2))
     axes = np.atleast_1d(fig.subplots(1, n))
     for ax, i in zip(axes, image_indices, strict=True):
         ax.imshow(_thumbnail(corpus.image_files[i], 224))
@@ -80,7 +107,7 @@ def history_curves(
 ) -> Figure:
     """One panel per history key, one line per labelled run (x = epoch); ``log_keys`` use a
     log scale (a warm-up epoch's sum of hinges dwarfs the later losses)."""
-    fig = Figure(figsize=(4.2 * len(keys), 3.2))
+    fig = StudyFigure(figsize=(4.2 * len(keys), 3.2))
     axes = np.atleast_1d(fig.subplots(1, len(keys)))
     for ax, key in zip(axes, keys, strict=True):
         for label, rows in histories.items():
@@ -92,7 +119,7 @@ def history_curves(
         ax.set_title((titles or {}).get(key, key))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="best")  # loc named: see the module docstring
     fig.tight_layout()
     return fig
 
@@ -101,11 +128,40 @@ def metrics_bars(table: Any, value: str = "rsum") -> Figure:
     """Grouped bars of one metric from a results frame with columns recipe, model, ``value``."""
     import seaborn as sns
 
-    fig = Figure(figsize=(6, 3.2))
+    fig = StudyFigure(figsize=(6, 3.2))
     ax = fig.subplots()
     sns.barplot(data=table, x="recipe", y=value, hue="model", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))  # beside the bars; loc named
     ax.set_title(f"{value} on the test split")
     return fig
+
+
+#: The columns of the compact results view: what tells models apart at a glance.
+COMPACT_COLUMNS: tuple[str, ...] = (
+    "rsum",
+    "i2t_R@1",
+    "i2t_R@5",
+    "i2t_R@10",
+    "t2i_R@1",
+    "t2i_R@5",
+    "t2i_R@10",
+)
+
+
+def results_view(table: Any, *, full: bool = False, digits: int = 1) -> Any:
+    """A results frame (``study.results_frame``: one row per recipe and model) sized for a
+    notebook: indexed by (recipe, model), rsum and the six R@K (in %) rounded to ``digits``.
+
+    ``full=True`` keeps every metric column (mAP@k, AP@k, medr, meanr: about 20 columns) at
+    three decimals — the same numbers as ``metrics.json``.
+    """
+    frame = table.set_index(["recipe", "model"])
+    if full:
+        return frame.round(3)
+    missing = [c for c in COMPACT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise XmrError(f"the results table lacks {missing}; pass full=True to see what it has")
+    return frame[list(COMPACT_COLUMNS)].round(digits)
 
 
 def umap_2d(points: np.ndarray, seed: int = 0, metric: str = "cosine") -> np.ndarray:
@@ -115,8 +171,14 @@ def umap_2d(points: np.ndarray, seed: int = 0, metric: str = "cosine") -> np.nda
     os.environ.setdefault("NUMBA_CACHE_DIR", str(resolve_path("data/cache/numba")))
     import umap  # noqa: PLC0415 — heavy, imported on use
 
+    # n_jobs=1 is what a seeded UMAP runs with anyway; saying so spares the UserWarning that
+    # umap prints on every fit otherwise ("n_jobs value 1 overridden to 1 by setting random_state")
     reducer = umap.UMAP(
-        n_neighbors=min(15, len(points) - 1), min_dist=0.1, metric=metric, random_state=seed
+        n_neighbors=min(15, len(points) - 1),
+        min_dist=0.1,
+        metric=metric,
+        random_state=seed,
+        n_jobs=1,
     )
     return reducer.fit_transform(points)
 
@@ -134,7 +196,7 @@ def joint_space(
     """
     fig = None
     if ax is None:
-        fig = Figure(figsize=(5, 5))
+        fig = StudyFigure(figsize=(5, 5))
         ax = fig.subplots()
     for i, c in pairs:
         ax.plot(
@@ -155,7 +217,7 @@ def joint_space(
 
 def joint_space_panels(panels: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Figure:
     """Several :func:`joint_space` plots side by side: title -> (image_xy, caption_xy, pairs)."""
-    fig = Figure(figsize=(4.2 * len(panels), 4.4))
+    fig = StudyFigure(figsize=(4.2 * len(panels), 4.4))
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, (img_xy, cap_xy, pairs)) in zip(axes, panels.items(), strict=True):
         joint_space(img_xy, cap_xy, pairs, title, ax=ax)
@@ -175,7 +237,7 @@ def image_to_text_grid(
     ``top_captions [Q, k]`` are caption indices into ``corpus.captions``.
     """
     q = len(query_images)
-    fig = Figure(figsize=(10, 2.3 * q))
+    fig = StudyFigure(figsize=(10, 2.3 * q))
     axes = fig.subplots(q, 2, gridspec_kw={"width_ratios": (1, 3)}, squeeze=False)
     for row, (i, caps) in enumerate(zip(query_images, top_captions, strict=True)):
         axes[row, 0].imshow(_thumbnail(corpus.image_files[i]))
@@ -203,7 +265,7 @@ def text_to_image_grid(
     ``top_images [Q, k]`` are image indices into ``corpus.image_files``.
     """
     q, k = np.shape(top_images)
-    fig = Figure(figsize=(1.9 * k, 2.25 * q))
+    fig = StudyFigure(figsize=(1.9 * k, 2.25 * q))
     axes = fig.subplots(q, k, squeeze=False)
     for row, (c, imgs) in enumerate(zip(query_captions, top_images, strict=True)):
         for col, i in enumerate(imgs):
@@ -231,7 +293,7 @@ def save_as(fig: Figure, path: str | Path) -> Path:
     belong to no run folder (an ablation grid's ``comparison.png``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
     return path
 
 
@@ -252,7 +314,7 @@ def ablation_bars(
     hue_order = [m for m in models if m in set(frame["model"])] + sorted(
         set(frame["model"]) - set(models)
     )
-    fig = Figure(figsize=(8, 1.0 + 0.28 * len(groups) * max(len(hue_order), 1)))
+    fig = StudyFigure(figsize=(8, 1.0 + 0.28 * len(groups) * max(len(hue_order), 1)))
     ax = fig.subplots()
     sns.barplot(
         data=frame,
@@ -317,7 +379,7 @@ def collapse_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
     ]
     directions = list(dict.fromkeys(d for d, _, _ in runs))
     colours = _recipe_colours([r for _, r, _ in runs])
-    fig = Figure(figsize=(3.4 * len(COLLAPSE_CURVES), 2.9 * len(directions)))
+    fig = StudyFigure(figsize=(3.4 * len(COLLAPSE_CURVES), 2.9 * len(directions)))
     axes = fig.subplots(len(directions), len(COLLAPSE_CURVES), squeeze=False)
     for i, direction in enumerate(directions):
         for j, (title, keys) in enumerate(COLLAPSE_CURVES.items()):
@@ -355,7 +417,7 @@ def collapse_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
         Line2D([], [], color="grey", ls="--", label="caption side / t2i"),
         Line2D([], [], color="black", ls=":", label="collapse threshold"),
     ]
-    axes[0, 0].legend(handles=handles, fontsize=7)
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -395,7 +457,7 @@ def snapshot_grid(panels: Mapping[str, Sequence[Any]], title: str = "") -> Figur
     if not rows:
         raise ValueError("snapshot_grid needs at least one panel")
     cols = max(len(panels[r]) for r in rows)
-    fig = Figure(figsize=(3.2 * cols, 3.8 * len(rows)))
+    fig = StudyFigure(figsize=(3.2 * cols, 3.8 * len(rows)))
     axes = fig.subplots(len(rows), cols, squeeze=False)
     for i, recipe in enumerate(rows):
         for j in range(cols):

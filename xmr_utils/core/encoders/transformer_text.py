@@ -81,7 +81,12 @@ class TransformerTextEncoder(PretrainedTextEncoder):
     def _load(self, device: str) -> tuple[Any, Any]:
         if self._model is None:
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
+            # transformers draws a "Loading weights N/N" bar for every load; in a notebook it
+            # stays behind as a stray widget, so it is off while loading (and restored after)
+            bars_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
                 self._model = AutoModel.from_pretrained(self.folder, local_files_only=True)
@@ -90,6 +95,9 @@ class TransformerTextEncoder(PretrainedTextEncoder):
                     f"cannot load the model in {self.folder} ({exc}); it needs "
                     "config.json, the weights and the tokenizer files"
                 ) from None
+            finally:
+                if bars_on:
+                    hf_logging.enable_progress_bar()
             self._model.eval()
         return self._tokenizer, self._model.to(device)
 
