@@ -144,10 +144,12 @@ def _extract(
     chunk_size: int,
     progress: bool,
     desc: str,
+    run_info: Callable[[], dict[str, str]] = dict,
 ) -> dict[str, Any]:
     """Fill the cache for ``expected`` with ``encode(start, stop)``, resuming when possible.
 
-    Returns the manifest written.
+    Returns the manifest written; its ``run`` field is ``run_info()`` after the last chunk
+    (where the encoder ran: device, precision).
     """
     from tqdm.auto import tqdm
 
@@ -212,6 +214,7 @@ def _extract(
         "xmr_version": xmr_utils.__version__,
         "origin": "extracted",
         "no_known_word": no_word,
+        "run": run_info(),
     }
     _write_json_atomic(paths.manifest, manifest)
     paths.progress.unlink(missing_ok=True)
@@ -232,6 +235,7 @@ def _load_or_extract(
     *,
     chunk_size: int,
     progress: bool,
+    run_info: Callable[[], dict[str, str]] = dict,
 ) -> np.ndarray:
     ok, why = _cached(paths, expected)
     if ok:
@@ -240,7 +244,13 @@ def _load_or_extract(
         if why != "nothing is cached yet":
             log.warning("re-extracting %s because %s", paths.features, why)
         _extract(
-            paths, expected, encode, chunk_size=chunk_size, progress=progress, desc=expected["spec"]
+            paths,
+            expected,
+            encode,
+            chunk_size=chunk_size,
+            progress=progress,
+            desc=expected["spec"],
+            run_info=run_info,
         )
     return np.load(paths.features)
 
@@ -339,7 +349,14 @@ def image_features(
             return feats, extras, 0
         return enc.encode_images(files[start:stop], **kwargs), {}, 0
 
-    return _load_or_extract(paths, expected, encode, chunk_size=chunk_size, progress=progress)
+    return _load_or_extract(
+        paths,
+        expected,
+        encode,
+        chunk_size=chunk_size,
+        progress=progress,
+        run_info=lambda: dict(getattr(enc, "last_run", {})),
+    )
 
 
 def region_features(
@@ -431,6 +448,7 @@ def text_features(
     progress: bool = True,
     chunk_size: int = 8192,
     encoder: TextEncoder | None = None,
+    device: str | None = None,
     **encoder_options: Any,
 ) -> np.ndarray:
     """Caption features ``[N_cap, D]`` float32 of ``corpus`` for encoder ``spec``, cached.
@@ -438,6 +456,7 @@ def text_features(
     Encoders that need fitting (fastText) are trained on the training split's captions only
     and saved beside the features (``<stem>.model/``); their cache also depends on the split.
     Captions with no known word are zero rows, counted in the manifest (``no_known_word``).
+    ``device`` (None: the encoder's own, ``auto``) is where transformer encoders run.
     """
     enc = encoder if encoder is not None else build_text_encoder(spec, **encoder_options)
     paths = cache_paths(Path(cache_dir), corpus.name, enc.spec)
@@ -449,10 +468,19 @@ def text_features(
         if not fitted:
             _ensure_fitted(corpus, enc, paths)
             fitted.append(True)
-        feats = enc.encode_texts(captions[start:stop], batch_size=batch_size, progress=progress)
+        feats = enc.encode_texts(
+            captions[start:stop], batch_size=batch_size, progress=progress, device=device
+        )
         return feats, {}, enc.last_report.n_no_known_word
 
-    return _load_or_extract(paths, expected, encode, chunk_size=chunk_size, progress=progress)
+    return _load_or_extract(
+        paths,
+        expected,
+        encode,
+        chunk_size=chunk_size,
+        progress=progress,
+        run_info=lambda: dict(getattr(enc, "last_run", {})),
+    )
 
 
 def fitted_text_encoder(
