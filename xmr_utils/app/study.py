@@ -30,6 +30,7 @@ from xmr_utils.core.config import RECIPES, parse_recipes, recipe_with
 from xmr_utils.core.data import DATASET_NAMES, load_corpus
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
+from xmr_utils.core.encoders.weights import allow_downloads
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.metrics import retrieval_metrics
 from xmr_utils.core.retrieval import similarity, topk
@@ -190,20 +191,27 @@ def extract_features(
     *,
     batch_size: int = 32,
     device: str = "auto",
+    download_weights: bool = False,
 ) -> FeatureSummary:
-    """Extract (or load from the cache) both modalities' features and time each."""
+    """Extract (or load from the cache) both modalities' features and time each.
+
+    ``batch_size`` 0 picks one per device (more on a GPU); ``download_weights`` turns the
+    download switch on for this extraction (:func:`~xmr_utils.core.encoders.weights.
+    allow_downloads`): missing standard weights are fetched into the torch hub / HF caches.
+    """
     import pandas as pd
 
     cache = resolve_path(features_dir)
     rows = []
-    start = time.perf_counter()
-    image_feats = features.image_features(
-        corpus, image_encoder, cache, batch_size=batch_size, device=device
-    )
-    rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
-    start = time.perf_counter()
-    text_feats = features.text_features(corpus, text_encoder, cache)
-    rows.append(("caption", text_encoder, text_feats, time.perf_counter() - start))
+    with allow_downloads(download_weights):
+        start = time.perf_counter()
+        image_feats = features.image_features(
+            corpus, image_encoder, cache, batch_size=batch_size, device=device
+        )
+        rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
+        start = time.perf_counter()
+        text_feats = features.text_features(corpus, text_encoder, cache, device=device)
+        rows.append(("caption", text_encoder, text_feats, time.perf_counter() - start))
     table = pd.DataFrame(
         [
             {
