@@ -25,8 +25,8 @@ from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.retrieval import topk
 
 if TYPE_CHECKING:
-    from xmr_utils.app.study import SplitView
     from xmr_utils.core.data.corpus import CaptionCorpus
+    from xmr_utils.core.data.views import SplitView
     from xmr_utils.core.heads import DualEncoder
 
 

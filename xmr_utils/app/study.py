@@ -17,7 +17,11 @@ import numpy as np
 from xmr_utils.app import viz
 from xmr_utils.app.ablation import read_results
 from xmr_utils.app.runs import (
-    open_run,
+    RunLayout,
+    RunView,
+    create_run,
+    open_for_writing,
+    open_view,
     read_json,
     read_params,
     record_params,
@@ -26,8 +30,9 @@ from xmr_utils.app.runs import (
 )
 from xmr_utils.app.viz import umap_2d
 from xmr_utils.core import features
-from xmr_utils.core.config import RECIPES, parse_recipes, recipe_with
+from xmr_utils.core.config import DIRECTIONS, RECIPES, parse_recipes, recipe_with
 from xmr_utils.core.data import DATASET_NAMES, load_corpus
+from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.encoders.weights import allow_downloads
@@ -42,8 +47,6 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     from xmr_utils.core.data.corpus import CaptionCorpus
     from xmr_utils.core.heads import DualEncoder
 
-DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
-
 
 @dataclass(frozen=True)
 class RunData:
@@ -57,20 +60,6 @@ class RunData:
     corpus: CaptionCorpus
     image_feats: np.ndarray
     text_feats: np.ndarray
-
-
-@dataclass(frozen=True)
-class SplitView:
-    """One split of the corpus in local indices: rows of the split's image and caption arrays.
-
-    ``images [n]`` and ``captions [m]`` index the corpus; ``owner [m]`` maps each split caption
-    to its image's row in ``images``.
-    """
-
-    name: str
-    images: np.ndarray
-    captions: np.ndarray
-    owner: np.ndarray
 
 
 #: The report split a notebook uses by default: ``test``, or ``val`` when the dataset has no
@@ -95,9 +84,7 @@ def split_view(corpus: CaptionCorpus, split: str) -> SplitView:
             f"split {split!r} of {corpus.name} is empty; choose another split, or "
             f"{AUTO_SPLIT!r} (test when it has images, else val)"
         )
-    captions = corpus.split_captions(split)
-    owner = np.searchsorted(images, corpus.owner[captions])
-    return SplitView(split, images, captions, owner)
+    return SplitView.of(split, images, corpus.owner)
 
 
 def load_corpus_for(params: dict[str, Any]) -> CaptionCorpus:
@@ -133,18 +120,47 @@ def load_run_data(run_dir: Path) -> RunData:
 
 
 def start_run(run_dir: str, **params: Any) -> Path:
-    """Notebook 00: open ``run_dir`` (empty -> a new run) and record the data parameters."""
-    folder = open_run(run_dir, params=params, create=True)
+    """Notebook 00: ``run_dir`` (a pipeline's run, or a new folder to create there), or for
+    ``""`` a new run that becomes ``LATEST``; records the data parameters."""
+    if run_dir and not RunLayout(resolve_path(run_dir)).params.exists():
+        folder = create_run(params, run_dir=run_dir, created_by="notebook")
+    elif run_dir:
+        folder = open_for_writing(run_dir)
+    else:
+        folder = create_run(params, created_by="notebook")
     record_params(folder, params)
     return folder
 
 
 def continue_run(run_dir: str, **params: Any) -> Path:
-    """Notebooks 01-06: open ``run_dir`` (empty -> the latest unfinished run) and record this
-    notebook's parameters beside those of the notebooks before it."""
-    folder = open_run(run_dir)
+    """Notebooks 01-03: ``run_dir``, or for ``""`` the ``LATEST`` run (never a new one), and
+    record this notebook's parameters beside those of the notebooks before it."""
+    folder = open_for_writing(run_dir)
     record_params(folder, params)
     return folder
+
+
+def open_results(run_dir: str, **params: Any) -> RunView:
+    """Notebooks 04-06: the run to read — ``run_dir``, or for ``""`` the ``LATEST`` run (else
+    the newest finished one) — and where this notebook writes. A finished run is viewed
+    read-only: ``view.out`` is then ``views/<run_id>/`` and the run itself is never written;
+    the notebook's parameters are recorded in ``view.out``."""
+    view = open_view(run_dir)
+    if not view.read_only:
+        record_params(view.run, params)
+    for name, value in params.items():  # a view records what it was opened with
+        update_json(view.out / "view_params.json", (name,), value)
+    return view
+
+
+def view_note(view: RunView) -> str:
+    """One markdown line for notebooks 04-06: which run they read and where they write."""
+    if view.read_only:
+        return (
+            f"Viewing the finished run `{view.run}` **read-only**; this notebook's figures and "
+            f"tables go to `{view.out}`."
+        )
+    return f"Working on the run `{view.run}` (not finished yet): outputs are written into it."
 
 
 # ---------------------------------------------------------------- notebook 00: data
@@ -261,9 +277,7 @@ def nearest_neighbours(
 
 def model_dir(run_dir: Path, direction: str, recipe: str) -> Path:
     """Where one trained model lives: ``models/<direction>-<recipe>/``."""
-    if direction not in DIRECTIONS:
-        raise unknown_choice("direction", direction, DIRECTIONS)
-    return Path(run_dir) / "models" / f"{direction}-{recipe}"
+    return RunLayout(Path(run_dir)).model_folder(direction, recipe)
 
 
 def train_direction(
@@ -373,7 +387,7 @@ SELECTION_CAVEAT = (
 )
 
 
-def evaluate(data: RunData, split: str = AUTO_SPLIT) -> dict[str, Any]:
+def evaluate(data: RunData, split: str = AUTO_SPLIT, *, out: Path | None = None) -> dict[str, Any]:
     """Metrics of every trained model (and the fusion of each recipe's two models) on
     ``split``, written to ``metrics.json``: ``models[recipe][model] = {i2t_*, t2i_*, rsum}``."""
 
@@ -400,7 +414,7 @@ def evaluate(data: RunData, split: str = AUTO_SPLIT) -> dict[str, Any]:
         # training picks each model's best epoch on val (notebooks 02/03)
         "caveat": (SELECTION_CAVEAT if view.name == "val" else ""),
     }
-    path = data.run_dir / "metrics.json"
+    path = RunLayout(Path(out) if out is not None else data.run_dir).metrics
     for key, value in record.items():
         update_json(path, (key,), value)
     return record
@@ -461,9 +475,16 @@ def retrieval_examples(
 
 
 def example_grids(
-    data: RunData, *, split: str = AUTO_SPLIT, queries: int = 4, k: int = 5, seed: int = 0
+    data: RunData,
+    *,
+    split: str = AUTO_SPLIT,
+    queries: int = 4,
+    k: int = 5,
+    seed: int = 0,
+    out: Path | None = None,
 ) -> dict[str, Any]:
-    """Retrieval grids of every trained model, saved under ``figures/``: name -> Figure."""
+    """Retrieval grids of every trained model, saved under ``<out>/figures/`` (``out``: the
+    notebook's :class:`RunView` ``out``; default the run): name -> Figure."""
 
     figures = {}
     for (recipe, direction), model in trained_models(data.run_dir).items():
@@ -481,7 +502,7 @@ def example_grids(
                 viz.text_to_image_grid(data.corpus, q_cap, top_img, title=title),
             ),
         ):
-            viz.save(fig, data.run_dir, name)
+            viz.save(fig, out if out is not None else data.run_dir, name)
             figures[name] = fig
     return figures
 
@@ -519,13 +540,7 @@ def joint_space_panels(
     chosen = np.sort(
         rng.choice(len(view.images), size=min(points, len(view.images)), replace=False)
     )
-    cap_rows = np.flatnonzero(np.isin(view.owner, chosen))
-    sub = SplitView(
-        split,
-        view.images[chosen],
-        view.captions[cap_rows],
-        np.searchsorted(chosen, view.owner[cap_rows]),
-    )
+    sub = view.subset(chosen)
     panels = {}
     for (recipe, model_direction), model in trained_models(data.run_dir).items():
         if model_direction != direction:
@@ -650,8 +665,9 @@ def snapshot_panels(
             keep = np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
         panels[recipe] = []
         for snap in snapshots:
-            cap_rows = np.flatnonzero(np.isin(snap.owner, keep))
-            owner = np.searchsorted(keep, snap.owner[cap_rows])
+            rows = SplitView("snapshot", np.arange(n), np.arange(len(snap.owner)), snap.owner)
+            sub = rows.subset(keep)  # images: rows of image_emb; captions: rows of text_emb
+            cap_rows, owner = sub.captions, sub.owner
             img, txt = snap.image_emb[keep], snap.text_emb[cap_rows]
             xy = umap_2d(
                 np.concatenate([img, txt]),

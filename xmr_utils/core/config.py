@@ -31,6 +31,8 @@ REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 EPOCH_PAIRS: tuple[str, ...] = ("all", "one_per_image")
 DEFAULT_RECIPE = "vsepp"
+#: The two models of a recipe: image anchors (``img2txt``) and caption anchors (``txt2img``).
+DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
 
 C = TypeVar("C")
 

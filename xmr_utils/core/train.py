@@ -45,14 +45,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xmr_utils.core.config import Recipe
+from xmr_utils.core.config import DIRECTIONS, Recipe
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.losses import build_loss
 from xmr_utils.core.metrics import retrieval_metrics
 
-DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
 CHECKPOINT_FORMAT = "xmr-dual-encoder/1"
 RESUME_FORMAT = "xmr-train-state/1"
 SNAPSHOT_DIR = "snapshots"
