@@ -76,19 +76,12 @@ def test_a_cuda_device_pins_batches_in_the_loader(
     monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
     paths = draw_jpegs(tmp_path / "img", 3)
     pipeline = ImagePipeline(resize=64, crop=64)
-    batches = list(
-        images.iterate_decoded(
-            paths, pipeline, batch_size=2, num_workers=0, progress=False, desc="", device="cuda"
-        )
-    )
+    options = images.LoadOptions(batch_size=2, num_workers=0, device="cuda", progress=False)
+    batches = list(images.iterate_decoded(paths, pipeline, options))
     assert seen["pin_memory"] is True and seen["collate_fn"] is images.collate_decoded
     assert [len(b) for b in batches] == [2, 1]
     assert batches[0].stacked.dtype == torch.uint8 and batches[0].stacked.shape == (2, 64, 64, 3)
-    list(
-        images.iterate_decoded(
-            paths, pipeline, batch_size=2, num_workers=0, progress=False, desc=""
-        )
-    )
+    list(images.iterate_decoded(paths, pipeline, images.LoadOptions(2, 0, "cpu", False)))
     assert seen["pin_memory"] is False
 
 

@@ -43,13 +43,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xmr_utils.core.encoders.base import resolve_device, run_record
 from xmr_utils.core.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_spec
-from xmr_utils.core.encoders.images import ImagePipeline, iterate_decoded
+from xmr_utils.core.encoders.images import ImagePipeline, LoadOptions, iterate_decoded
 from xmr_utils.core.encoders.pooled import PooledImageEncoder
 from xmr_utils.core.encoders.weights import (
     build_with_weights,
@@ -218,6 +218,37 @@ class FasterRcnnRegions:
             self._model = model
         return self._model.to(device)
 
+    def _detect(self, model: torch.nn.Module, images: list[np.ndarray], dev: str) -> list[Any]:
+        """Per image ``(region features [k, 1024], boxes [k, 4] as fractions, scores [k])``,
+        ``k <= max_regions`` (one whole-image region with score 0 when nothing is detected)."""
+        import torch
+
+        tensors = [
+            torch.from_numpy(im).to(dev).permute(2, 0, 1).float().div_(255.0) for im in images
+        ]
+        batch, _ = model.transform(tensors)
+        feats = model.backbone(batch.tensors)
+        proposals, _ = model.rpn(batch, feats)
+        detections, _ = model.roi_heads(feats, proposals, batch.image_sizes)
+        boxes, scores = [], []
+        for det, (h, w) in zip(detections, batch.image_sizes, strict=True):
+            if len(det["boxes"]) == 0:  # nothing above the threshold: whole image
+                det = {
+                    "boxes": torch.tensor([[0.0, 0.0, w, h]], device=dev),
+                    "scores": torch.zeros(1, device=dev),
+                }
+            boxes.append(det["boxes"][: self.max_regions])
+            scores.append(det["scores"][: self.max_regions])
+        pooled = model.roi_heads.box_roi_pool(feats, boxes, batch.image_sizes)
+        per_image = model.roi_heads.box_head(pooled).float().split([len(b) for b in boxes])
+        out = []
+        for emb, b, sc, (h, w) in zip(per_image, boxes, scores, batch.image_sizes, strict=True):
+            scale = torch.tensor([w, h, w, h], device=dev, dtype=b.dtype)
+            out.append(
+                (emb.cpu().numpy(), (b / scale).float().cpu().numpy(), sc.float().cpu().numpy())
+            )
+        return out
+
     def encode_images_with_extras(
         self,
         paths: Sequence[Path],
@@ -233,52 +264,21 @@ class FasterRcnnRegions:
         dev = resolve_device(device)
         model = self._detector(dev)
         self.last_run = run_record(dev, amp=False)
-        n, r = len(paths), self.max_regions
         extras = {
-            name: np.zeros((n, *shape), dtype=dtype)
+            name: np.zeros((len(paths), *shape), dtype=dtype)
             for name, (shape, dtype) in self.extra_outputs.items()
         }
+        options = LoadOptions(min(batch_size or 4, 4), num_workers, dev, progress, self.spec)
         start = 0
         with torch.inference_mode():
-            for decoded in iterate_decoded(
-                paths,
-                self.pipeline,
-                batch_size=min(batch_size or 4, 4),
-                num_workers=num_workers,
-                progress=progress,
-                desc=self.spec,
-                device=dev,
-            ):
-                images = decoded.images
-                tensors = [
-                    torch.from_numpy(im).to(dev).permute(2, 0, 1).float().div_(255.0)
-                    for im in images
-                ]
-                batch, _ = model.transform(tensors)
-                feats = model.backbone(batch.tensors)
-                proposals, _ = model.rpn(batch, feats)
-                detections, _ = model.roi_heads(feats, proposals, batch.image_sizes)
-                boxes, scores = [], []
-                for det, (h, w) in zip(detections, batch.image_sizes, strict=True):
-                    if len(det["boxes"]) == 0:  # nothing above the threshold: whole image
-                        det = {
-                            "boxes": torch.tensor([[0.0, 0.0, w, h]], device=dev),
-                            "scores": torch.zeros(1, device=dev),
-                        }
-                    boxes.append(det["boxes"][:r])
-                    scores.append(det["scores"][:r])
-                pooled = model.roi_heads.box_roi_pool(feats, boxes, batch.image_sizes)
-                per_image = model.roi_heads.box_head(pooled).float().split([len(b) for b in boxes])
-                for j, (emb, b, s, (h, w)) in enumerate(
-                    zip(per_image, boxes, scores, batch.image_sizes, strict=True)
-                ):
-                    k = len(b)
-                    scale = torch.tensor([w, h, w, h], device=dev, dtype=b.dtype)
-                    extras["regions"][start + j, :k] = emb.cpu().numpy()
-                    extras["boxes"][start + j, :k] = (b / scale).float().cpu().numpy()
-                    extras["scores"][start + j, :k] = s.float().cpu().numpy()
+            for decoded in iterate_decoded(paths, self.pipeline, options):
+                for j, (emb, boxes, scores) in enumerate(self._detect(model, decoded.images, dev)):
+                    k = len(boxes)
+                    extras["regions"][start + j, :k] = emb
+                    extras["boxes"][start + j, :k] = boxes
+                    extras["scores"][start + j, :k] = scores
                     extras["counts"][start + j] = k
-                start += len(images)
+                start += len(decoded)
         counts = np.maximum(extras["counts"], 1).astype(np.float32)
         pooled_view = extras["regions"].sum(axis=1) / counts[:, None]
         return pooled_view.astype(np.float32), extras

@@ -161,17 +161,23 @@ def autocast_for(device: str, amp: bool) -> Any:
     return nullcontext()
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How images are fed to a network: ``batch_size`` images per batch, ``num_workers``
+    decoding processes (None: :func:`default_num_workers`), the resolved ``device``, a
+    progress bar labelled ``desc`` when ``progress``."""
+
+    batch_size: int
+    num_workers: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+    desc: str = ""
+
+
 def iterate_decoded(
-    paths: Sequence[Path],
-    pipeline: ImagePipeline,
-    *,
-    batch_size: int,
-    num_workers: int | None,
-    progress: bool,
-    desc: str,
-    device: str = "cpu",
+    paths: Sequence[Path], pipeline: ImagePipeline, options: LoadOptions
 ) -> Iterator[DecodedBatch]:
-    """Yield the decoded images of ``paths`` in order, ``batch_size`` at a time.
+    """Yield the decoded images of ``paths`` in order, ``options.batch_size`` at a time.
 
     With worker processes on a CPU device, torch's compute threads are capped at
     ``cpu count - workers`` while iterating (and restored after), so decoding and compute
@@ -183,7 +189,8 @@ def iterate_decoded(
     import torch
     from tqdm.auto import tqdm
 
-    workers = default_num_workers(device) if num_workers is None else int(num_workers)
+    device, batch_size = options.device, options.batch_size
+    workers = default_num_workers(device) if options.num_workers is None else options.num_workers
     if workers < 0:
         raise XmrError(f"num_workers={workers} is negative; pass 0 (decode here) or more")
     if len(paths) <= batch_size:
@@ -192,7 +199,7 @@ def iterate_decoded(
         ImageFiles(paths, pipeline),
         batch_size=batch_size,
         shuffle=False,
-        num_workers=workers,
+        num_workers=int(workers),
         collate_fn=collate_decoded,
         pin_memory=device.startswith("cuda"),
     )
@@ -201,7 +208,11 @@ def iterate_decoded(
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
     try:
         with tqdm(
-            total=len(paths), desc=desc, unit="img", disable=not progress, leave=False
+            total=len(paths),
+            desc=options.desc,
+            unit="img",
+            disable=not options.progress,
+            leave=False,
         ) as bar:
             for batch in loader:
                 for i, pixels, error in zip(batch.indices, batch.images, batch.errors, strict=True):
@@ -234,12 +245,7 @@ def run_pooled(
     pipeline: ImagePipeline,
     forward: Callable[[torch.Tensor], torch.Tensor],
     dim: int,
-    *,
-    batch_size: int,
-    num_workers: int | None,
-    device: str,
-    progress: bool,
-    desc: str,
+    options: LoadOptions,
     amp: bool = False,
 ) -> np.ndarray:
     """Run ``forward`` (normalised NCHW -> ``[B, dim]``) over all images: ``[N, dim]`` float32.
@@ -251,17 +257,9 @@ def run_pooled(
     out = np.empty((len(paths), dim), dtype=np.float32)
     start = 0
     with torch.inference_mode():
-        for batch in iterate_decoded(
-            paths,
-            pipeline,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-            desc=desc,
-            device=device,
-        ):
-            with autocast_for(device, amp):
-                feats = forward(to_input(batch.pixels(), pipeline, device))
+        for batch in iterate_decoded(paths, pipeline, options):
+            with autocast_for(options.device, amp):
+                feats = forward(to_input(batch.pixels(), pipeline, options.device))
             out[start : start + len(batch)] = feats.float().cpu().numpy()
             start += len(batch)
     return out

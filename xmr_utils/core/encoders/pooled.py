@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xmr_utils.core.encoders.base import default_batch_size, resolve_device, run_record
-from xmr_utils.core.encoders.images import ImagePipeline, run_pooled
+from xmr_utils.core.encoders.images import ImagePipeline, LoadOptions, run_pooled
 from xmr_utils.core.encoders.weights import weights_id_of
 
 if TYPE_CHECKING:
@@ -87,15 +87,5 @@ class PooledImageEncoder:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return module(x.contiguous(memory_format=fmt))
 
-        return run_pooled(
-            paths,
-            self.pipeline,
-            forward,
-            self.dim,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=dev,
-            progress=progress,
-            desc=self.spec,
-            amp=self.amp,
-        )
+        options = LoadOptions(batch_size, num_workers, dev, progress, self.spec)
+        return run_pooled(paths, self.pipeline, forward, self.dim, options, amp=self.amp)
