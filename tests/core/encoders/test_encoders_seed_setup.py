@@ -68,9 +68,7 @@ def test_seed_configuration_is_one_command(tmp_path: Path) -> None:
     assert server.requests == [f"GET /{served.name}"]  # downloaded once, by notebook 01
     cached = tmp_path / "torch" / "hub" / "checkpoints" / served.name
     assert cached.read_bytes() == served.read_bytes()
-    folder = tmp_path / "features" / "synthetic"
-    if not folder.is_dir():  # the corpus is named after the dataset it was read as
-        (folder,) = [p for p in (tmp_path / "features").iterdir() if p.is_dir()]
+    (folder,) = [p for p in (tmp_path / "features").iterdir() if p.is_dir()]  # one corpus
     manifest = json.loads((folder / "vgg16__fc7.manifest.json").read_text())
     assert manifest["weights_id"].startswith(served.name + ":")
     assert manifest["shape"] == [40, 4096] and manifest["run"]["device"] == "cpu"
