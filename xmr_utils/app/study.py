@@ -38,8 +38,8 @@ from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.encoders.weights import allow_downloads
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.metrics import retrieval_metrics
-from xmr_utils.core.retrieval import similarity, topk
-from xmr_utils.core.train import embed, load_model, load_snapshots, train_model
+from xmr_utils.core.retrieval import score_matrix, topk
+from xmr_utils.core.train import ModelDir, TrainData, embed, train_model
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
@@ -305,11 +305,13 @@ def train_direction(
         result = train_model(
             recipe,
             direction,
-            data.image_feats,
-            data.text_feats,
-            data.corpus.owner,
-            data.corpus.split_images("train"),
-            data.corpus.split_images("val"),
+            TrainData(
+                data.image_feats,
+                data.text_feats,
+                data.corpus.owner,
+                data.corpus.split_images("train"),
+                data.corpus.split_images("val"),
+            ),
             model_dir(data.run_dir, direction, name),
             device=resolve_device(device),
         )
@@ -327,13 +329,11 @@ def train_direction(
 
 def load_histories(run_dir: Path, direction: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """``"<direction>-<recipe>"`` -> its per-epoch history rows (from ``history.jsonl``)."""
-    import json
-
     histories = {}
-    for path in sorted((Path(run_dir) / "models").glob("*/history.jsonl")):
-        label = path.parent.name
-        if direction is None or label.startswith(direction + "-"):
-            histories[label] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    for path in RunLayout(Path(run_dir)).model_folders(direction).values():
+        folder = ModelDir(path)
+        if folder.history.exists():
+            histories[path.name] = folder.read_history()
     if not histories:
         raise XmrError(f"no training history under {Path(run_dir) / 'models'}; run 02/03 first")
     return histories
@@ -343,9 +343,10 @@ def trained_models(run_dir: Path) -> dict[tuple[str, str], DualEncoder]:
     """``(recipe, direction)`` -> the best checkpoint of every model trained in the run."""
 
     models = {}
-    for path in sorted((Path(run_dir) / "models").glob("*/best.pt")):
-        direction, recipe = path.parent.name.split("-", 1)
-        models[(recipe, direction)] = load_model(path)[0]
+    for key, path in RunLayout(Path(run_dir)).model_folders().items():
+        folder = ModelDir(path)
+        if folder.best.exists():
+            models[key] = folder.load_best()[0]
     if not models:
         raise XmrError(f"no trained model under {Path(run_dir) / 'models'}; run 02/03 first")
     return models
@@ -363,7 +364,7 @@ def model_scores(model: DualEncoder, data: RunData, view: SplitView) -> np.ndarr
     """Image×caption scores ``[n, m]`` of a split under the model's own similarity."""
 
     img, txt = split_embeddings(model, data, view)
-    return similarity(img, txt, metric=model.metric).numpy()
+    return score_matrix(img, txt, similarity=model.similarity).numpy()
 
 
 def fuse_scores(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -464,8 +465,8 @@ def retrieval_examples(
     rng = np.random.default_rng(seed)
     q_img = rng.choice(len(view.images), size=min(queries, len(view.images)), replace=False)
     q_cap = rng.choice(len(view.captions), size=min(queries, len(view.captions)), replace=False)
-    _, top_cap = topk(img[q_img], txt, k=min(k, len(txt)), metric=model.metric)
-    _, top_img = topk(txt[q_cap], img, k=min(k, len(img)), metric=model.metric)
+    _, top_cap = topk(img[q_img], txt, k=min(k, len(txt)), similarity=model.similarity)
+    _, top_img = topk(txt[q_cap], img, k=min(k, len(img)), similarity=model.similarity)
     return (
         [int(view.images[i]) for i in q_img],
         view.captions[np.asarray(top_cap)],
@@ -518,7 +519,7 @@ def collapse_table(data: RunData, split: str = AUTO_SPLIT) -> pd.DataFrame:
     rows = []
     for (recipe, direction), model in trained_models(data.run_dir).items():
         img, txt = split_embeddings(model, data, view)
-        stats = collapse_stats(img, txt, view.owner, metric=model.metric)
+        stats = collapse_stats(img, txt, view.owner, similarity=model.similarity)
         rows.append({"recipe": recipe, "model": direction, **stats})
     return pd.DataFrame(rows).set_index(["recipe", "model"])
 
@@ -549,7 +550,7 @@ def joint_space_panels(
         xy = umap_2d(
             np.concatenate([img, txt]),
             seed=seed,
-            metric="cosine" if model.metric == "dot" else "euclidean",
+            metric="cosine" if model.similarity == "dot" else "euclidean",
         )
         pairs = np.stack([sub.owner, np.arange(len(sub.captions))], axis=1)
         panels[f"{recipe} ({direction})"] = (xy[: len(img)], xy[len(img) :], pairs)
@@ -636,8 +637,6 @@ def snapshot_panels(
     neighbourhoods, not scale, so each panel also records which image every caption retrieves
     first (``caption_top1``): a collapsed space shows as a few hub images every caption lands on.
     """
-    import json
-
     if direction not in DIRECTIONS:
         raise unknown_choice("direction", direction, DIRECTIONS)
     if points < 2:
@@ -645,20 +644,14 @@ def snapshot_panels(
     run_dir = Path(run_dir)
     panels: dict[str, list[SnapshotPanel]] = {}
     for recipe in _snapshot_recipes(run_dir, direction, recipes):
-        folder = model_dir(run_dir, direction, recipe)
-        snapshots = load_snapshots(folder)
+        folder = ModelDir(model_dir(run_dir, direction, recipe))
+        snapshots = folder.snapshots()
         if not snapshots:
             raise XmrError(
-                f"no training snapshots in {folder / 'snapshots'}; train {direction}-{recipe} "
+                f"no training snapshots in {folder.snapshot_dir}; train {direction}-{recipe} "
                 f"again (notebook 02/03) to write them"
             )
-        hist = folder / "history.jsonl"
-        rows = (
-            [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
-            if hist.exists()
-            else []
-        )
-        by_epoch = {int(r["epoch"]): r for r in rows}
+        by_epoch = {int(r["epoch"]): r for r in folder.read_history()}
         n = len(snapshots[0].image_ids)
         keep = np.arange(n)
         if n > points:
@@ -672,9 +665,9 @@ def snapshot_panels(
             xy = umap_2d(
                 np.concatenate([img, txt]),
                 seed=seed,
-                metric="cosine" if snap.metric == "dot" else "euclidean",
+                metric="cosine" if snap.similarity == "dot" else "euclidean",
             )
-            _, top1 = topk(txt, img, 1, metric=snap.metric, backend="torch")
+            _, top1 = topk(txt, img, 1, similarity=snap.similarity, backend="torch")
             row = by_epoch.get(snap.epoch, {})
             panels[recipe].append(
                 SnapshotPanel(
