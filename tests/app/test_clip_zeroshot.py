@@ -37,7 +37,7 @@ def test_zeroshot_runs_through_every_notebook_beside_trained_recipes(tmp_path: P
     assert metrics["image_encoder"] == metrics["text_encoder"] == CLIP
     for direction in ("img2txt", "txt2img"):
         folder = run_dir / "models" / f"{direction}-zeroshot"
-        (row,) = [json.loads(line) for line in (folder / "history.jsonl").read_text().split()]
+        (row,) = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
         assert row["epoch"] == 0 and "val_rsum" in row
         assert (folder / "snapshots" / "epoch_000.npz").is_file()
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
