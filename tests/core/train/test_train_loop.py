@@ -613,7 +613,7 @@ def test_step_statistics_match_a_naive_computation() -> None:
         ((img - txt) ** 2).sum().backward()
         _record_step(recorder, model, img, txt)
         for key, emb in (("img_norm", img), ("txt_norm", txt)):
-            rows = [math.sqrt(sum(float(v) ** 2 for v in row)) for row in emb]
+            rows = [math.sqrt(sum(float(v) ** 2 for v in row)) for row in emb.detach()]
             want.setdefault(key, []).append(sum(rows) / len(rows))
         for key, head in (("image", model.image_head), ("text", model.text_head)):
             sq = sum(float((p.grad.double() ** 2).sum()) for p in head.parameters())
