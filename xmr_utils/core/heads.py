@@ -48,9 +48,10 @@ class ProjectionHead(nn.Module):
                 layers.append(nn.Dropout(config.dropout))
             width = hidden
         if not config.identity:
-            layers.append(nn.Linear(width, self.out_dim))
+            last = nn.Linear(width, self.out_dim)
             if config.init == "identity":
-                _start_at_identity(layers[-1])
+                _start_at_identity(last)
+            layers.append(last)
             if config.final_dropout > 0:
                 layers.append(nn.Dropout(config.final_dropout))
         self.layers = nn.Sequential(*layers)
