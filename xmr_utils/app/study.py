@@ -37,6 +37,7 @@ from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.encoders.weights import allow_downloads
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
 from xmr_utils.core.retrieval import score_matrix, topk
 from xmr_utils.core.train import ModelDir, TrainData, embed, train_model
@@ -207,13 +208,17 @@ def extract_features(
     *,
     batch_size: int = 32,
     device: str = "auto",
+    scheduler: str = "",
     download_weights: bool = False,
 ) -> FeatureSummary:
     """Extract (or load from the cache) both modalities' features and time each.
 
-    ``batch_size`` 0 picks one per device (more on a GPU); ``download_weights`` turns the
-    download switch on for this extraction (:func:`~xmr_utils.core.encoders.weights.
-    allow_downloads`): missing standard weights are fetched into the torch hub / HF caches.
+    ``scheduler``: ``""`` extracts image features in this process; a Dask scheduler address,
+    a scheduler file or ``"local:N"`` shards them over its workers
+    (:func:`xmr_utils.core.features.cluster.dask_client`). ``batch_size`` 0 picks one per
+    device (more on a GPU); ``download_weights`` turns the download switch on for this
+    extraction (:func:`~xmr_utils.core.encoders.weights.allow_downloads`): missing standard
+    weights are fetched into the torch hub / HF caches (by this process, before any shard).
     """
     import pandas as pd
 
@@ -221,9 +226,10 @@ def extract_features(
     rows = []
     with allow_downloads(download_weights):
         start = time.perf_counter()
-        image_feats = features.image_features(
-            corpus, image_encoder, cache, batch_size=batch_size, device=device
-        )
+        with dask_client(scheduler) as client:
+            image_feats = features.image_features(
+                corpus, image_encoder, cache, batch_size=batch_size, device=device, client=client
+            )
         rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
         start = time.perf_counter()
         text_feats = features.text_features(corpus, text_encoder, cache, device=device)
@@ -241,7 +247,7 @@ def extract_features(
             for modality, spec, feats, seconds in rows
         ]
     )
-    table.attrs["cache"] = str(cache / corpus.name)
+    table.attrs["cache"] = str(features.dataset_folder(cache, corpus))
     return FeatureSummary(image_feats, text_feats, table)
 
 
