@@ -602,3 +602,21 @@ def test_bench_quality_without_data_says_where_it_looked(
     assert "no Flickr8k folder found" in err and "--data DIR" in err
     with pytest.raises(SystemExit):
         bench_quality.main(["--cases", "nope"])
+
+
+def test_bench_gpu_says_it_needs_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from benchmarks import bench_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        bench_gpu.run(quick=True)
+    assert stop.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
+    assert [spec for spec, _ in bench_gpu.ENCODERS] == [
+        "vgg16",
+        "clip:ViT-B-32?pretrained=none",
+        "efficientnet_lite0",
+    ]

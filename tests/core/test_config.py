@@ -35,7 +35,15 @@ def test_every_preset_round_trips_through_json(name: str) -> None:
 
 
 def test_presets_present_and_default() -> None:
-    assert set(RECIPES) == {"seed", "vsepp", "semihard", "infonce", "infonce_linear"}
+    assert set(RECIPES) == {
+        "seed",
+        "vsepp",
+        "semihard",
+        "infonce",
+        "infonce_linear",
+        "zeroshot",
+        "clip_linear",
+    }
     assert DEFAULT_RECIPE == "vsepp"
 
 
@@ -302,3 +310,36 @@ def test_accepted_names_are_the_registries() -> None:
     assert set(config.LOSS_KINDS) == set(LOSSES) == set(config.LOSS_CONFIGS)
     assert set(config.REDUCTIONS) == set(REDUCE)
     assert set(config.ACTIVATIONS) == set(ACTIVATION)
+
+
+def test_joint_space_recipes_and_their_heads() -> None:
+    zeroshot, probe = RECIPES["zeroshot"], RECIPES["clip_linear"]
+    assert not zeroshot.trains and probe.trains and RECIPES["vsepp"].trains
+    for head in (zeroshot.image_head, zeroshot.text_head):
+        assert head.identity and head.out_dim == 0 and head.hidden == () and head.l2_normalize
+    for head in (probe.image_head, probe.text_head):
+        assert head.init == "identity" and head.out_dim == 0 and head.hidden == ()
+    assert zeroshot.score_similarity == probe.score_similarity == "dot"
+    assert (probe.loss.temperature, probe.loss.learn_temperature) == (0.01, False)
+    # older checkpoints have no identity/init fields: they read with the defaults
+    old = RECIPES["vsepp"].to_dict()
+    for head in ("image_head", "text_head"):
+        del old[head]["identity"], old[head]["init"]
+    assert Recipe.from_dict(old) == RECIPES["vsepp"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"out_dim": 0}, r"out_dim 0 .* needs hidden=\(\)"),
+        ({"hidden": (), "out_dim": -1}, "out_dim must be > 0"),
+        ({"init": "eye"}, "unknown head init 'eye'"),
+        ({"init": "identity"}, r"init 'identity' needs hidden=\(\)"),
+        ({"hidden": (), "identity": True}, "set out_dim=0"),
+        ({"identity": True, "hidden": (), "out_dim": 0, "init": "identity"}, "no layers"),
+        ({"hidden": (), "out_dim": 0, "identity": True, "final_dropout": 0.1}, "no layers"),
+    ],
+)
+def test_head_config_refuses_what_cannot_be_built(fields: dict, message: str) -> None:
+    with pytest.raises(XmrError, match=message):
+        HeadConfig(**fields)

@@ -108,3 +108,24 @@ def test_bad_inputs_raise_xmr_error() -> None:
         DualEncoder(8, 4, HeadConfig(), HeadConfig(), similarity="cos")
     with pytest.raises(XmrError, match="in_dim > 0"):
         ProjectionHead(0, HeadConfig())
+
+
+def test_identity_heads_are_the_normalised_features() -> None:
+    model = DualEncoder.from_recipe(RECIPES["zeroshot"], image_dim=8, text_dim=8)
+    assert list(model.parameters()) == [] and model.embed_dim == 8
+    x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    want = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(model.embed_images_numpy(x, batch_size=2), want, atol=1e-6)
+    np.testing.assert_allclose(model.embed_texts_numpy(x), want, atol=1e-6)
+    with pytest.raises(XmrError, match=r"image features are 8-d, caption features 6-d"):
+        DualEncoder.from_recipe(RECIPES["zeroshot"], image_dim=8, text_dim=6)
+
+
+def test_identity_init_starts_a_linear_head_at_the_input() -> None:
+    model = DualEncoder.from_recipe(RECIPES["clip_linear"], image_dim=6, text_dim=6)
+    assert describe(model.image_head) == [("Linear", 6, 6)]
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(model.encode_images(x), torch.nn.functional.normalize(x, dim=1))
+    assert sum(p.numel() for p in model.parameters()) == 2 * (36 + 6)  # trainable
+    with pytest.raises(XmrError, match="init 'identity' needs out_dim equal to the input"):
+        ProjectionHead(6, HeadConfig(hidden=(), out_dim=4, init="identity"))

@@ -37,6 +37,7 @@ from xmr_utils.core.data.validate import text_encoding_report
 from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
+from xmr_utils.core.encoders.weights import allow_downloads
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
@@ -214,26 +215,31 @@ def extract_features(
     batch_size: int = 32,
     device: str = "auto",
     scheduler: str = "",
+    download_weights: bool = False,
 ) -> FeatureSummary:
     """Extract (or load from the cache) both modalities' features and time each.
 
     ``scheduler``: ``""`` extracts image features in this process; a Dask scheduler address,
     a scheduler file or ``"local:N"`` shards them over its workers
-    (:func:`xmr_utils.core.features.cluster.dask_client`).
+    (:func:`xmr_utils.core.features.cluster.dask_client`). ``batch_size`` 0 picks one per
+    device (more on a GPU); ``download_weights`` turns the download switch on for this
+    extraction (:func:`~xmr_utils.core.encoders.weights.allow_downloads`): missing standard
+    weights are fetched into the torch hub / HF caches (by this process, before any shard).
     """
     import pandas as pd
 
     cache = resolve_path(features_dir)
     rows = []
-    start = time.perf_counter()
-    with dask_client(scheduler) as client:
-        image_feats = features.image_features(
-            corpus, image_encoder, cache, batch_size=batch_size, device=device, client=client
-        )
-    rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
-    start = time.perf_counter()
-    text_feats = features.text_features(corpus, text_encoder, cache)
-    rows.append(("caption", text_encoder, text_feats, time.perf_counter() - start))
+    with allow_downloads(download_weights):
+        start = time.perf_counter()
+        with dask_client(scheduler) as client:
+            image_feats = features.image_features(
+                corpus, image_encoder, cache, batch_size=batch_size, device=device, client=client
+            )
+        rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
+        start = time.perf_counter()
+        text_feats = features.text_features(corpus, text_encoder, cache, device=device)
+        rows.append(("caption", text_encoder, text_feats, time.perf_counter() - start))
     table = pd.DataFrame(
         [
             {

@@ -32,6 +32,7 @@ from xmr_utils.core.similarity import (
 )
 
 ACTIVATIONS: tuple[str, ...] = ("prelu", "relu", "gelu")
+HEAD_INITS: tuple[str, ...] = ("default", "identity")
 MINER_NAMES: tuple[str, ...] = ("random", "semihard", "hardest")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
@@ -175,6 +176,12 @@ class HeadConfig(_JsonMixin):
     Input ``[N, D_in]`` -> output ``[N, out_dim]``. Dropout layers with p = 0 are omitted.
     The seed's image head is ``HeadConfig(hidden=(2048,), out_dim=4096, dropout=0.0,
     l2_normalize=False, final_dropout=0.5)``.
+
+    Heads over a joint space the encoders already share (``clip:<model>`` on both sides):
+    ``identity=True`` has no layer at all — the features themselves, L2-normalised when
+    ``l2_normalize`` (the ``zeroshot`` recipe); ``init="identity"`` starts a linear head
+    (``hidden=()``) at the identity matrix with zero bias, so training starts from the
+    encoders' own space. ``out_dim=0`` (linear or identity heads only) means the input's width.
     """
 
     hidden: tuple[int, ...] = (256,)
@@ -183,14 +190,31 @@ class HeadConfig(_JsonMixin):
     l2_normalize: bool = True
     activation: str = "prelu"
     final_dropout: float = 0.0
+    identity: bool = False
+    init: str = "default"
 
     def __post_init__(self) -> None:
         _check(all(h > 0 for h in self.hidden), f"head hidden widths must be > 0: {self.hidden}")
-        _check(self.out_dim > 0, f"head out_dim must be > 0, got {self.out_dim}")
+        _check(self.out_dim >= 0, f"head out_dim must be > 0, got {self.out_dim}")
+        _check(
+            self.out_dim > 0 or not self.hidden,
+            "head out_dim 0 (the input's width) needs hidden=() (a linear or identity head)",
+        )
         for name in ("dropout", "final_dropout"):
             p = getattr(self, name)
             _check(0.0 <= p < 1.0, f"head {name} must be in [0, 1), got {p}")
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("head init", self.init, HEAD_INITS)
+        _check(
+            self.init == "default" or not self.hidden,
+            "head init 'identity' needs hidden=() (one linear layer)",
+        )
+        if self.identity:
+            _check(
+                not self.hidden and self.init == "default" and self.final_dropout == 0.0,
+                "an identity head has no layers: set hidden=(), init='default', final_dropout=0.0",
+            )
+            _check(self.out_dim == 0, "an identity head keeps the input's width: set out_dim=0")
 
 
 @dataclass(frozen=True)
@@ -407,6 +431,11 @@ class Recipe(_JsonMixin):
             )
 
     @property
+    def trains(self) -> bool:
+        """False when both heads are identity heads: nothing to train (``zeroshot``)."""
+        return not (self.image_head.identity and self.text_head.identity)
+
+    @property
     def score_similarity(self) -> str:
         """The similarity the trained model scores with: ``dot`` for cosine recipes (their
         heads L2-normalise) or ``neg_sqeuclidean``
@@ -551,6 +580,48 @@ RECIPES.register("infonce_linear")(
             "train.epochs": 12,
             "train.batch_size": 256,
             "train.patience": 3,
+        },
+    )
+)
+
+# Over the joint space of a CLIP model (clip:<model> as both encoders). Not tuned: no CLIP
+# weights on the machine these recipes were written on (README, "CLIP").
+RECIPES.register("zeroshot")(
+    recipe_with(
+        RECIPES["infonce_linear"],
+        name="zeroshot",
+        description=(
+            "No training: the encoders' own joint space (clip:<model> for images and "
+            "captions), scored by cosine. Its two models are the same identity heads, scored "
+            "once on val and saved as epoch 0."
+        ),
+        **{
+            f"{head}.{field}": value
+            for head in ("image_head", "text_head")
+            for field, value in (("out_dim", 0), ("identity", True))
+        },
+        **{"loss.temperature": 0.01, "train.epochs": 1},
+    )
+)
+# A linear probe of that space: linear heads that start at the identity (epoch 0 is zero-shot)
+# and adapt it with symmetric InfoNCE at CLIP's own fixed temperature (logit scale 100).
+RECIPES.register("clip_linear")(
+    recipe_with(
+        RECIPES["infonce_linear"],
+        name="clip_linear",
+        description=(
+            "A linear probe of a CLIP joint space: linear heads at its width, initialised to "
+            "the identity, symmetric InfoNCE at CLIP's temperature 0.01 (fixed), Adam 1e-5, "
+            "batch 256, 10 epochs, early stop after 3."
+        ),
+        **{
+            "image_head.out_dim": 0,
+            "image_head.init": "identity",
+            "text_head.out_dim": 0,
+            "text_head.init": "identity",
+            "loss.temperature": 0.01,
+            "optim.lr": 1e-5,
+            "train.epochs": 10,
         },
     )
 )

@@ -27,8 +27,10 @@ ACTIVATION: Registry[type[nn.Module]] = Registry(
 class ProjectionHead(nn.Module):
     """``[Linear -> activation -> Dropout] x len(hidden) -> Linear -> Dropout -> L2 norm``.
 
-    Maps ``[N, in_dim]`` to ``[N, config.out_dim]``; dropout layers with p = 0 are left
-    out and the L2 normalisation only when ``config.l2_normalize``.
+    Maps ``[N, in_dim]`` to ``[N, out_dim]`` (``config.out_dim``, or ``in_dim`` when it is 0);
+    dropout layers with p = 0 are left out and the L2 normalisation only when
+    ``config.l2_normalize``. An identity head (``config.identity``) has no layers (and no
+    parameters); ``config.init="identity"`` starts its one linear layer at the identity.
     """
 
     def __init__(self, in_dim: int, config: HeadConfig) -> None:
@@ -37,6 +39,7 @@ class ProjectionHead(nn.Module):
             raise XmrError(f"a projection head needs in_dim > 0, got {in_dim}")
         self.in_dim = in_dim
         self.config = config
+        self.out_dim = config.out_dim or in_dim
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in config.hidden:
@@ -44,9 +47,13 @@ class ProjectionHead(nn.Module):
             if config.dropout > 0:
                 layers.append(nn.Dropout(config.dropout))
             width = hidden
-        layers.append(nn.Linear(width, config.out_dim))
-        if config.final_dropout > 0:
-            layers.append(nn.Dropout(config.final_dropout))
+        if not config.identity:
+            last = nn.Linear(width, self.out_dim)
+            if config.init == "identity":
+                _start_at_identity(last)
+            layers.append(last)
+            if config.final_dropout > 0:
+                layers.append(nn.Dropout(config.final_dropout))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -55,6 +62,18 @@ class ProjectionHead(nn.Module):
             raise XmrError(f"head expects input [N, {self.in_dim}], got {tuple(x.shape)}")
         out = self.layers(x)
         return F.normalize(out, dim=1) if self.config.l2_normalize else out
+
+
+def _start_at_identity(linear: nn.Linear) -> None:
+    """Weight = the identity matrix, bias = 0 (``init="identity"``; square layers only)."""
+    if linear.in_features != linear.out_features:
+        raise XmrError(
+            f"head init 'identity' needs out_dim equal to the input width "
+            f"({linear.in_features}) or 0, got {linear.out_features}"
+        )
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(linear.in_features))
+        linear.bias.zero_()
 
 
 class DualEncoder(nn.Module):
@@ -81,6 +100,12 @@ class DualEncoder(nn.Module):
             )
         self.image_head = ProjectionHead(image_dim, image_head)
         self.text_head = ProjectionHead(text_dim, text_head)
+        if self.image_head.out_dim != self.text_head.out_dim:
+            raise XmrError(
+                f"heads of the input's width need one joint space: image features are "
+                f"{image_dim}-d, caption features {text_dim}-d; use encoders that share one "
+                "(clip:<model> for both) or heads with an explicit out_dim"
+            )
         self.similarity = similarity
 
     @classmethod
@@ -100,7 +125,7 @@ class DualEncoder(nn.Module):
 
     @property
     def embed_dim(self) -> int:
-        return self.image_head.config.out_dim
+        return self.image_head.out_dim
 
     def encode_images(self, x: Tensor) -> Tensor:
         """Image features ``[N, Di]`` -> embeddings ``[N, D]``."""
@@ -121,7 +146,8 @@ class DualEncoder(nn.Module):
             raise XmrError(f"features must be [N, {head.in_dim}], got shape {feats.shape}")
         if batch_size <= 0:
             raise XmrError(f"batch_size must be > 0, got {batch_size}")
-        param = next(self.parameters())
+        param = next(self.parameters(), None)  # None: identity heads (they run on the CPU)
+        device, dtype = (param.device, param.dtype) if param is not None else ("cpu", torch.float32)
         out = np.empty((len(feats), self.embed_dim), dtype=np.float32)
         was_training = self.training
         self.eval()
@@ -131,7 +157,7 @@ class DualEncoder(nn.Module):
                     chunk = torch.from_numpy(
                         np.ascontiguousarray(feats[start : start + batch_size], dtype=np.float32)
                     )
-                    emb = head(chunk.to(param.device, dtype=param.dtype))
+                    emb = head(chunk.to(device, dtype=dtype))
                     out[start : start + len(chunk)] = emb.float().cpu().numpy()
         finally:
             self.train(was_training)

@@ -15,6 +15,7 @@ from xmr_utils.core.encoders import (
     parse_spec,
     spec_file_stem,
 )
+from xmr_utils.core.encoders.catalog import split_options
 from xmr_utils.core.errors import XmrError
 
 
@@ -27,8 +28,9 @@ def test_registries_hold_the_agreed_encoders() -> None:
         "resnet50",
         "resnet152",
         "faster_rcnn",
+        "clip",
     }
-    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert"}
+    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert", "clip"}
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,9 @@ def test_registries_hold_the_agreed_encoders() -> None:
         ("faster_rcnn", {}, "faster_rcnn:regions", 1024),
         ("faster_rcnn:regions", {"max_regions": 10}, "faster_rcnn:regions+max_regions=10", 1024),
         ("faster_rcnn:backbone", {}, "faster_rcnn:backbone", 2048),
+        ("faster_rcnn:res4", {}, "faster_rcnn:res4", 1024),
+        ("faster_rcnn:res4?pool=rows", {}, "faster_rcnn:res4+pool=rows", 14336),
+        ("faster_rcnn:regions?max_regions=10", {}, "faster_rcnn:regions+max_regions=10", 1024),
     ],
 )
 def test_image_specs_are_canonical(spec: str, options: dict, canonical: str, dim: int) -> None:
@@ -73,7 +78,7 @@ def test_unknown_name_lists_accepted() -> None:
         build_image_encoder("vgg17")
     with pytest.raises(
         XmrError,
-        match=r"unknown text encoder 'word2vec'; accepted: bert, "
+        match=r"unknown text encoder 'word2vec'; accepted: bert, clip, "
         r"fasttext, glove, minilm",
     ):
         build_text_encoder("word2vec")
@@ -86,7 +91,7 @@ def test_unknown_variant_lists_accepted() -> None:
         r"cls, mean",
     ):
         build_text_encoder("minilm:max")
-    with pytest.raises(XmrError, match=r"accepted: backbone, regions"):
+    with pytest.raises(XmrError, match=r"accepted: backbone, regions, res4"):
         build_image_encoder("faster_rcnn:boxes")
 
 
@@ -95,7 +100,7 @@ def test_unknown_option_lists_accepted() -> None:
         build_text_encoder("glove", dim=300)
     with pytest.raises(
         XmrError,
-        match=r"no option 'pretrained'; accepted: channels_last, "
+        match=r"no option 'pretrained'; accepted: amp, channels_last, "
         r"weights",
     ):
         build_image_encoder("vgg16", pretrained=True)
@@ -103,10 +108,33 @@ def test_unknown_option_lists_accepted() -> None:
         build_text_encoder("fasttext", vectors="a.vec", dim=300)
 
 
-@pytest.mark.parametrize("bad", ["", "a:b:c", "fasttext:mean+dim=3"])
+@pytest.mark.parametrize("bad", ["", "a:b:c", "fasttext:mean+dim=3", "fasttext:mean?dim=3"])
 def test_malformed_specs_are_refused(bad: str) -> None:
     with pytest.raises(XmrError, match="encoder spec"):
         parse_spec(bad)
+
+
+def test_options_in_the_spec_are_typed_and_checked() -> None:
+    base, options = split_options("fasttext:mean?dim=300,epochs=2,vectors=/a/b.vec,x=0.5,y=true")
+    assert base == "fasttext:mean"
+    assert options == {"dim": 300, "epochs": 2, "vectors": "/a/b.vec", "x": 0.5, "y": True}
+    assert split_options("clip:ViT-B-32?pretrained=none") == ("clip:ViT-B-32", {"pretrained": None})
+    assert split_options("glove") == ("glove", {})
+    # the same encoder as the keyword form, same cache key
+    assert build_text_encoder("fasttext:mean?dim=50").spec == (
+        build_text_encoder("fasttext:mean", dim=50).spec
+    )
+    for bad, why in [
+        ("fasttext:mean?dim", "is not key=value"),
+        ("fasttext:mean?dim=", "is not key=value"),
+        ("fasttext:mean?dim=3,dim=4", "twice"),
+    ]:
+        with pytest.raises(XmrError, match=why):
+            build_text_encoder(bad)
+    with pytest.raises(XmrError, match=r"both set \['dim'\]"):
+        build_text_encoder("fasttext:mean?dim=3", dim=4)
+    with pytest.raises(XmrError, match="has no option 'nope'"):
+        build_image_encoder("vgg16?nope=1")
 
 
 def test_cache_stem_is_filesystem_safe() -> None:
@@ -119,7 +147,7 @@ def test_import_is_cheap() -> None:
     code = (
         "import sys, xmr_utils.core.encoders, xmr_utils.core.features; "
         "print(sorted(m for m in ('torch', 'torchvision', 'transformers', 'gensim', 'PIL',"
-        " 'scipy') if m in sys.modules))"
+        " 'scipy', 'open_clip', 'huggingface_hub') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

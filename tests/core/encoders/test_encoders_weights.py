@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from xmr_utils.core.encoders import build_image_encoder, build_text_encoder
+from xmr_utils.core.encoders.faster_rcnn import build_detector
 from xmr_utils.core.encoders.images import decode_image, to_input
 from xmr_utils.core.errors import XmrError
 
@@ -166,6 +167,33 @@ def test_faster_rcnn_regions_and_backbone(tmp_path: Path, torch_home: Path) -> N
 
     backbone = build_image_encoder("faster_rcnn:backbone")
     assert backbone.encode_images(paths, num_workers=0, progress=False).shape == (2, 2048)
+
+    # the seed's feature: C4 (layer3) of the squashed 224 x 224 image, mean-pooled
+    res4 = build_image_encoder("faster_rcnn:res4")
+    feats = res4.encode_images(paths, num_workers=0, progress=False)
+    rows = build_image_encoder("faster_rcnn:res4?pool=rows").encode_images(
+        paths, num_workers=0, progress=False
+    )
+    assert feats.shape == (2, 1024) and rows.shape == (2, 1024 * 14)
+    np.testing.assert_allclose(rows.reshape(2, 1024, 14).mean(2), feats, rtol=1e-4, atol=1e-5)
+    body = build_detector(torch_home / "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth").backbone.body
+    with torch.inference_mode():
+        x = to_input([decode_image(p, res4.pipeline) for p in paths], res4.pipeline, "cpu")
+        c4 = body(x)["2"]  # IntermediateLayerGetter: layer3 -> "2"
+    assert tuple(c4.shape) == (2, 1024, 14, 14)
+    np.testing.assert_allclose(feats, c4.mean((2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rows, c4.mean(3).flatten(1).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_seed_pixels_are_the_image_squashed_to_224(tmp_path: Path) -> None:
+    import torchvision.transforms as T
+
+    from xmr_utils.core.encoders.faster_rcnn import SEED_PIPELINE
+
+    (path,) = draw_jpegs(tmp_path / "img", 1, size=(160, 120))
+    assert "squash=224" in SEED_PIPELINE.id()
+    want = np.asarray(T.Resize((224, 224))(Image.open(path).convert("RGB")))  # the seed's
+    np.testing.assert_array_equal(decode_image(path, SEED_PIPELINE), want)
 
 
 @pytest.fixture(scope="module")

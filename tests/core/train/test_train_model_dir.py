@@ -95,6 +95,7 @@ def test_best_checkpoint_format_and_load_model(tmp_path: Path) -> None:
         "val": {"val_rsum": 42.0},
         "image_dim": 6,
         "text_dim": 3,
+        "device": {"device": "cpu"},  # where it was trained
     }
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -3,13 +3,16 @@
 >>> from xmr_utils.core.encoders import build_image_encoder, build_text_encoder
 >>> enc = build_text_encoder("glove:mean")        # name or name:variant, options as keywords
 >>> sorted(IMAGE_ENCODERS)                        # doctest: +NORMALIZE_WHITESPACE
-['efficientnet_lite0', 'efficientnet_lite2', 'faster_rcnn', 'resnet152', 'resnet50',
+['clip', 'efficientnet_lite0', 'efficientnet_lite2', 'faster_rcnn', 'resnet152', 'resnet50',
  'vgg16', 'vgg19']
 
-Importing this package is cheap: torch, torchvision, transformers and gensim are imported
-inside the encoders when they first load weights.
+Importing this package is cheap: torch, torchvision, transformers, gensim and open_clip are
+imported inside the encoders when they first need them. Weights are never downloaded unless
+the download switch is on (:func:`~xmr_utils.core.encoders.weights.allow_downloads`,
+``XMR_DOWNLOAD_WEIGHTS=1``).
 """
 
+from xmr_utils.core.encoders import clip as _clip  # noqa: F401  (registers)
 from xmr_utils.core.encoders import efficientnet as _efficientnet  # noqa: F401  (registers)
 from xmr_utils.core.encoders import faster_rcnn as _faster_rcnn  # noqa: F401
 from xmr_utils.core.encoders import torchvision_cnn as _torchvision_cnn  # noqa: F401

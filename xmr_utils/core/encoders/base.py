@@ -36,20 +36,54 @@ def default_num_workers(device: str = "cpu") -> int:
     return 0
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values pass through."""
-    if device != "auto":
-        import torch
+#: Images per forward pass when the caller passes 0: (CPU, CUDA).
+IMAGE_BATCH: tuple[int, int] = (32, 128)
+#: Captions per forward pass of a transformer text encoder: (CPU, CUDA).
+TEXT_BATCH: tuple[int, int] = (64, 512)
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise XmrError(
-                f"device {device!r} was requested but no CUDA GPU is visible; "
-                "pass device='cpu' or device='auto'"
-            )
-        return device
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; ``"cpu"``, ``"cuda"``
+    and ``"cuda:N"`` pass through when usable; anything else raises XmrError."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" or (device == "mps" and torch.backends.mps.is_available()):
+        return device
+    if not isinstance(device, str) or not device.startswith("cuda"):
+        raise XmrError(f"device {device!r} is not one of 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if not torch.cuda.is_available():
+        raise XmrError(
+            f"device {device!r} was requested but no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); pass "
+            "device='cpu' or device='auto'"
+        )
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise XmrError(
+            f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
+    return device
+
+
+def default_batch_size(device: str, sizes: tuple[int, int] = IMAGE_BATCH) -> int:
+    """``sizes[1]`` on a CUDA device, else ``sizes[0]`` (``device`` already resolved)."""
+    return sizes[1] if device.startswith("cuda") else sizes[0]
+
+
+def run_record(device: str, amp: bool) -> dict[str, str]:
+    """Where and how an extraction ran, for its manifest: device (with the GPU's name) and the
+    forward precision (``fp16-autocast`` on CUDA with ``amp``, else ``fp32``)."""
+    record = {"device": device, "precision": "fp32"}
+    if device.startswith("cuda"):
+        import torch
+
+        record["device_name"] = torch.cuda.get_device_name(torch.device(device))
+        if amp:
+            record["precision"] = "fp16-autocast"
+    return record
 
 
 @dataclass(frozen=True)
@@ -180,7 +214,10 @@ class ImageEncoder(Protocol):
         device: str = "auto",
         progress: bool = True,
     ) -> np.ndarray:
-        """Features ``[len(paths), dim]`` float32; an unreadable image raises XmrError naming it."""
+        """Features ``[len(paths), dim]`` float32; an unreadable image raises XmrError naming it.
+
+        ``batch_size`` 0 picks one for the device (:data:`IMAGE_BATCH`).
+        """
         ...
 
 
@@ -217,9 +254,18 @@ class TextEncoder(Protocol):
         ...
 
     def encode_texts(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = True
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        device: str | None = None,
     ) -> np.ndarray:
-        """Features ``[len(texts), dim]`` float32; texts with no known word give zero rows."""
+        """Features ``[len(texts), dim]`` float32; texts with no known word give zero rows.
+
+        ``batch_size`` 0 picks one for the device; ``device`` None keeps the encoder's own
+        (``"auto"``); encoders that look words up ignore both.
+        """
         ...
 
 

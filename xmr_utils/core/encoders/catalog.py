@@ -1,7 +1,13 @@
-"""The two encoder registries and the spec grammar ``name`` or ``name:variant``.
+"""The two encoder registries and the spec grammar ``name[:variant][?key=value,...]``.
 
 Each registered entry says which variants and options it accepts, so a wrong spec or option
-is refused with the accepted ones listed before any model is built.
+is refused with the accepted ones listed before any model is built. Options can be given as
+keywords (``build_text_encoder("fasttext:mean", vectors="cc.en.300.bin")``) or, where only a
+string reaches the encoder (a notebook parameter, a grid axis), after a ``?`` in the spec:
+``fasttext:mean?vectors=data/vectors/cc.en.300.bin``,
+``clip:ViT-B-32?pretrained=laion2b_s34b_b79k,view=tta``. Values are read as int, float,
+true/false/none when they look like one, else kept as text; a value cannot contain ``,`` or
+``+`` (``+`` joins image encoders).
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.registry import Registry
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+OPTIONS_MARK = "?"
 
 
 @dataclass(frozen=True)
@@ -26,12 +35,15 @@ class EncoderEntry:
         variants: accepted variants; the first is the default.
         options: accepted keyword options.
         summary: one line for listings (dimension, where the weights come from).
+        open_variants: any variant is passed to the factory, which checks it (``clip:<model>``
+            names an open_clip architecture); ``variants`` then lists examples.
     """
 
     factory: Callable[..., Any]
     variants: tuple[str, ...]
     options: tuple[str, ...] = ()
     summary: str = ""
+    open_variants: bool = False
 
     @property
     def default_variant(self) -> str:
@@ -46,19 +58,61 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"name"`` or ``"name:variant"`` into ``(name, variant or None)``.
 
     Anything after a second colon belongs to canonical specs written by encoders and is
-    rejected here (pass options as keywords instead).
+    rejected here (pass options as keywords, or after ``?``: :func:`split_options`).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise XmrError(
             f"encoder spec {spec!r} is empty; write 'name' or 'name:variant', e.g. 'minilm:mean'"
         )
     parts = spec.strip().split(":")
-    if len(parts) > 2 or "+" in spec:
+    if len(parts) > 2 or "+" in spec or OPTIONS_MARK in spec:
         raise XmrError(
             f"encoder spec {spec!r} is not 'name' or 'name:variant'; pass options "
-            "as keywords, e.g. build_text_encoder('fasttext:mean', vectors='cc.bin')"
+            "as keywords, e.g. build_text_encoder('fasttext:mean', vectors='cc.bin'), or "
+            "as 'fasttext:mean?vectors=cc.bin'"
         )
     return parts[0], (parts[1] if len(parts) == 2 and parts[1] else None)
+
+
+def option_value(text: str) -> Any:
+    """``"36"`` -> 36, ``"0.2"`` -> 0.2, ``"true"``/``"false"``/``"none"`` -> True/False/None,
+    anything else stays text (paths, names)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    if _INT.fullmatch(text.strip()):
+        return int(text)
+    if _FLOAT.fullmatch(text.strip()):
+        return float(text)
+    return text.strip()
+
+
+def split_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name:variant?key=value,key=value"`` -> ``("name:variant", {key: value})``.
+
+    >>> split_options("faster_rcnn:regions?max_regions=10,score_threshold=0.3")
+    ('faster_rcnn:regions', {'max_regions': 10, 'score_threshold': 0.3})
+
+    A spec without ``?`` gives no options; a malformed option raises XmrError.
+    """
+    if not isinstance(spec, str) or OPTIONS_MARK not in spec:
+        return spec, {}
+    base, _, text = spec.partition(OPTIONS_MARK)
+    options: dict[str, Any] = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key or not value.strip():
+            raise XmrError(
+                f"encoder spec {spec!r}: option {item!r} is not key=value; write e.g. "
+                "'fasttext:mean?vectors=cc.en.300.bin' or 'clip:ViT-B-32?view=tta'"
+            )
+        if key in options:
+            raise XmrError(f"encoder spec {spec!r} sets option {key!r} twice")
+        options[key] = option_value(value)
+    return base.strip(), options
 
 
 def safe_token(value: object) -> str:
@@ -106,10 +160,15 @@ def build_image_encoders(spec: str, **options: Any) -> list[Any]:
 
 
 def _build(registry: Registry[EncoderEntry], spec: str, options: Mapping[str, Any]) -> Any:
-    name, variant = parse_spec(spec)
+    base, in_spec = split_options(spec)
+    both = sorted(set(in_spec) & set(options))
+    if both:
+        raise XmrError(f"encoder spec {spec!r} and the keyword options both set {both}")
+    options = {**in_spec, **options}
+    name, variant = parse_spec(base)
     entry = registry[name]
     variant = variant or entry.default_variant
-    if variant not in entry.variants:
+    if variant not in entry.variants and not entry.open_variants:
         raise unknown_choice(f"variant of {registry.kind} {name!r}", variant, entry.variants)
     for key in options:
         if key not in entry.options:
@@ -119,7 +178,7 @@ def _build(registry: Registry[EncoderEntry], spec: str, options: Mapping[str, An
 
 
 def build_image_encoder(spec: str, **options: Any) -> Any:
-    """Build the image encoder ``spec`` (``name`` or ``name:variant``) with keyword options.
+    """Build the image encoder ``spec`` (``name[:variant][?key=value,...]``) with options.
 
     Unknown names, variants or options raise :class:`XmrError` listing the accepted ones.
     Returns an :class:`~xmr_utils.core.encoders.base.ImageEncoder`; no weights are read yet.
@@ -128,7 +187,7 @@ def build_image_encoder(spec: str, **options: Any) -> Any:
 
 
 def build_text_encoder(spec: str, **options: Any) -> Any:
-    """Build the text encoder ``spec`` (``name`` or ``name:variant``) with keyword options.
+    """Build the text encoder ``spec`` (``name[:variant][?key=value,...]``) with options.
 
     Unknown names, variants or options raise :class:`XmrError` listing the accepted ones.
     Returns a :class:`~xmr_utils.core.encoders.base.TextEncoder`; no weights are read yet.

@@ -143,8 +143,9 @@ class EfficientNetLite(PooledImageEncoder):
         weights: str | os.PathLike[str] | None = None,
         channels_last: bool = True,
         optimize: bool = True,
+        amp: bool = True,
     ) -> None:
-        super().__init__(channels_last=channels_last)
+        super().__init__(channels_last=channels_last, amp=amp)
         if model not in LITE_MODELS:
             raise XmrError(f"unknown EfficientNet-Lite model {model!r}; one of {list(LITE_MODELS)}")
         if variant not in VARIANTS:
@@ -219,7 +220,7 @@ def _register(model: str, summary: str) -> None:
                 model, variant or "pool", **options
             ),
             variants=VARIANTS,
-            options=("weights", "channels_last"),
+            options=("weights", "channels_last", "amp"),
             summary=summary,
         )
     )

@@ -12,10 +12,30 @@ Variants:
         ``[N, 1024]`` output is the mean over each image's regions.
     ``backbone``: the detector's ResNet-50 C5 map, global-average-pooled: ``[N, 2048]``
         (shorter side 256, centre crop 224, ImageNet normalisation).
+    ``res4``: the seed's Faster R-CNN feature as closely as torchvision allows: the
+        detector's ResNet-50 trunk up to its C4 (``res4``, ``layer3``) map, 1024 x 14 x 14
+        for the seed's input (every image squashed to 224 x 224, RGB in [0, 1] with ImageNet
+        mean/std), mean-pooled over the map (``pool=mean``, ``[N, 1024]``: the default of
+        the seed's ``get_feature_map_rcnn`` and the width of its test features) or over the
+        width only, channel-major (``pool=rows``, ``[N, 14336]``: what its ``__main__`` ran,
+        ``mean_pool1d``, for the training features its ``task_c_text_to_img.py`` read).
+
+What ``res4`` does not reproduce (the seed: ``src/task_c_get_faster_rcnn_features.py`` of
+cesc47/cross-modal-retrieval-with-triplet-network): the seed's detector was detectron2's
+``COCO-Detection/faster_rcnn_R_50_C4_3x`` — a C4 model whose res5 is the RoI head, an
+MSRA-style ResNet (stride in the 1x1 convolution, frozen BatchNorm, Caffe2 ImageNet
+initialisation) trained on COCO with that head. Torchvision has no C4 detector; this trunk is
+the one of ``fasterrcnn_resnet50_fpn_v2`` (torchvision-style ResNet-50, stride in the 3x3
+convolution, trained on COCO with an FPN), the same layers and map shape. And the seed called
+``model.backbone`` on ImageNet-normalised RGB, skipping detectron2's own preprocessing
+(BGR, 0-255, its pixel mean): its features came from mis-normalised pixels. The same tensor is
+the correct input of torchvision's trunk, so ``res4`` feeds the seed's pixels to a model for
+which they are right.
 
 The model is built with ``weights=None, weights_backbone=None`` and the checkpoint
 ``fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth`` is loaded from the torch hub cache or
-``weights=PATH``; nothing is downloaded.
+``weights=PATH`` (downloaded there with the download switch, see
+:mod:`xmr_utils.core.encoders.weights`).
 """
 
 from __future__ import annotations
@@ -23,13 +43,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xmr_utils.core.encoders.base import resolve_device
+from xmr_utils.core.encoders.base import resolve_device, run_record
 from xmr_utils.core.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_spec
-from xmr_utils.core.encoders.images import ImagePipeline, iterate_decoded
+from xmr_utils.core.encoders.images import ImagePipeline, LoadOptions, iterate_decoded
 from xmr_utils.core.encoders.pooled import PooledImageEncoder
 from xmr_utils.core.encoders.weights import (
     build_with_weights,
@@ -70,17 +90,39 @@ def build_detector(weights: Path) -> torch.nn.Module:
     return model.eval()
 
 
-class FasterRcnnBackbone(PooledImageEncoder):
-    """The detector's ResNet-50 trunk, C5 global average pool: ``[N, 2048]``."""
+SEED_PIPELINE = ImagePipeline(resize=224, crop=None, squash=True)
+RES4_POOLS: tuple[str, ...] = ("mean", "rows")
+TRUNK_LAYERS: dict[str, tuple[str, ...]] = {
+    "res4": ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"),
+    "backbone": ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
+}
 
-    dim = 2048
-    pipeline = ImagePipeline()
+
+class FasterRcnnBackbone(PooledImageEncoder):
+    """The detector's ResNet-50 trunk, pooled: C5 average ``[N, 2048]`` (``backbone``), or
+    C4 as the seed pooled it (``res4``: ``[N, 1024]``, or ``[N, 14336]`` with ``pool="rows"``).
+    """
 
     def __init__(
-        self, weights: str | os.PathLike[str] | None = None, channels_last: bool = True
+        self,
+        weights: str | os.PathLike[str] | None = None,
+        channels_last: bool = True,
+        variant: str = "backbone",
+        pool: str = "mean",
+        amp: bool = True,
     ) -> None:
-        super().__init__(channels_last=channels_last)
-        self.spec = canonical_spec("faster_rcnn", "backbone")
+        super().__init__(channels_last=channels_last, amp=amp)
+        if pool not in RES4_POOLS or (variant == "backbone" and pool != "mean"):
+            raise XmrError(
+                f"faster_rcnn:{variant} pool={pool!r}: accepted "
+                f"{list(RES4_POOLS) if variant == 'res4' else ['mean']}"
+            )
+        self.variant, self.pool = variant, pool
+        self.pipeline = SEED_PIPELINE if variant == "res4" else ImagePipeline()
+        side = (self.pipeline.crop or self.pipeline.resize or 224) // 16  # C4 has stride 16
+        self.dim = {"backbone": 2048, "res4": 1024 if pool == "mean" else 1024 * side}[variant]
+        extras = {"pool": pool} if pool != "mean" else {}
+        self.spec = canonical_spec("faster_rcnn", variant, extras)
         self._weights = weights
 
     def weights_path(self) -> Path:
@@ -90,17 +132,19 @@ class FasterRcnnBackbone(PooledImageEncoder):
         import torch
 
         body = build_detector(self.weights_path()).backbone.body
+        trunk = torch.nn.Sequential(*[getattr(body, name) for name in TRUNK_LAYERS[self.variant]])
+        rows = self.pool == "rows"
 
-        class Trunk(torch.nn.Module):
-            def __init__(self, body: torch.nn.Module) -> None:
+        class Pooled(torch.nn.Module):
+            def __init__(self, trunk: torch.nn.Module) -> None:
                 super().__init__()
-                self.body = body
+                self.trunk = trunk
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                c5 = list(self.body(x).values())[-1]
-                return c5.mean(dim=(2, 3))
+                fmap = self.trunk(x)  # [B, C, H, W]
+                return fmap.mean(dim=3).flatten(1) if rows else fmap.mean(dim=(2, 3))
 
-        return Trunk(body)
+        return Pooled(trunk)
 
 
 class FasterRcnnRegions:
@@ -145,6 +189,7 @@ class FasterRcnnRegions:
         }
         self._weights = weights
         self._model: torch.nn.Module | None = None
+        self.last_run: dict[str, str] = {}
 
     def weights_path(self) -> Path:
         return resolve_torchvision_weights(weights_url(), self._weights, "faster_rcnn", ALTERNATIVE)
@@ -173,6 +218,37 @@ class FasterRcnnRegions:
             self._model = model
         return self._model.to(device)
 
+    def _detect(self, model: torch.nn.Module, images: list[np.ndarray], dev: str) -> list[Any]:
+        """Per image ``(region features [k, 1024], boxes [k, 4] as fractions, scores [k])``,
+        ``k <= max_regions`` (one whole-image region with score 0 when nothing is detected)."""
+        import torch
+
+        tensors = [
+            torch.from_numpy(im).to(dev).permute(2, 0, 1).float().div_(255.0) for im in images
+        ]
+        batch, _ = model.transform(tensors)
+        feats = model.backbone(batch.tensors)
+        proposals, _ = model.rpn(batch, feats)
+        detections, _ = model.roi_heads(feats, proposals, batch.image_sizes)
+        boxes, scores = [], []
+        for det, (h, w) in zip(detections, batch.image_sizes, strict=True):
+            if len(det["boxes"]) == 0:  # nothing above the threshold: whole image
+                det = {
+                    "boxes": torch.tensor([[0.0, 0.0, w, h]], device=dev),
+                    "scores": torch.zeros(1, device=dev),
+                }
+            boxes.append(det["boxes"][: self.max_regions])
+            scores.append(det["scores"][: self.max_regions])
+        pooled = model.roi_heads.box_roi_pool(feats, boxes, batch.image_sizes)
+        per_image = model.roi_heads.box_head(pooled).float().split([len(b) for b in boxes])
+        out = []
+        for emb, b, sc, (h, w) in zip(per_image, boxes, scores, batch.image_sizes, strict=True):
+            scale = torch.tensor([w, h, w, h], device=dev, dtype=b.dtype)
+            out.append(
+                (emb.cpu().numpy(), (b / scale).float().cpu().numpy(), sc.float().cpu().numpy())
+            )
+        return out
+
     def encode_images_with_extras(
         self,
         paths: Sequence[Path],
@@ -187,51 +263,22 @@ class FasterRcnnRegions:
 
         dev = resolve_device(device)
         model = self._detector(dev)
-        n, r = len(paths), self.max_regions
+        self.last_run = run_record(dev, amp=False)
         extras = {
-            name: np.zeros((n, *shape), dtype=dtype)
+            name: np.zeros((len(paths), *shape), dtype=dtype)
             for name, (shape, dtype) in self.extra_outputs.items()
         }
+        options = LoadOptions(min(batch_size or 4, 4), num_workers, dev, progress, self.spec)
         start = 0
         with torch.inference_mode():
-            for images in iterate_decoded(
-                paths,
-                self.pipeline,
-                batch_size=min(batch_size, 4),
-                num_workers=num_workers,
-                progress=progress,
-                desc=self.spec,
-                device=dev,
-            ):
-                tensors = [
-                    torch.from_numpy(im).to(dev).permute(2, 0, 1).float().div_(255.0)
-                    for im in images
-                ]
-                batch, _ = model.transform(tensors)
-                feats = model.backbone(batch.tensors)
-                proposals, _ = model.rpn(batch, feats)
-                detections, _ = model.roi_heads(feats, proposals, batch.image_sizes)
-                boxes, scores = [], []
-                for det, (h, w) in zip(detections, batch.image_sizes, strict=True):
-                    if len(det["boxes"]) == 0:  # nothing above the threshold: whole image
-                        det = {
-                            "boxes": torch.tensor([[0.0, 0.0, w, h]], device=dev),
-                            "scores": torch.zeros(1, device=dev),
-                        }
-                    boxes.append(det["boxes"][:r])
-                    scores.append(det["scores"][:r])
-                pooled = model.roi_heads.box_roi_pool(feats, boxes, batch.image_sizes)
-                per_image = model.roi_heads.box_head(pooled).float().split([len(b) for b in boxes])
-                for j, (emb, b, s, (h, w)) in enumerate(
-                    zip(per_image, boxes, scores, batch.image_sizes, strict=True)
-                ):
-                    k = len(b)
-                    scale = torch.tensor([w, h, w, h], device=dev, dtype=b.dtype)
-                    extras["regions"][start + j, :k] = emb.cpu().numpy()
-                    extras["boxes"][start + j, :k] = (b / scale).float().cpu().numpy()
-                    extras["scores"][start + j, :k] = s.float().cpu().numpy()
+            for decoded in iterate_decoded(paths, self.pipeline, options):
+                for j, (emb, boxes, scores) in enumerate(self._detect(model, decoded.images, dev)):
+                    k = len(boxes)
+                    extras["regions"][start + j, :k] = emb
+                    extras["boxes"][start + j, :k] = boxes
+                    extras["scores"][start + j, :k] = scores
                     extras["counts"][start + j] = k
-                start += len(images)
+                start += len(decoded)
         counts = np.maximum(extras["counts"], 1).astype(np.float32)
         pooled_view = extras["regions"].sum(axis=1) / counts[:, None]
         return pooled_view.astype(np.float32), extras
@@ -252,33 +299,34 @@ class FasterRcnnRegions:
         return pooled
 
 
+TRUNK_OPTIONS = frozenset({"weights", "channels_last", "amp", "pool"})
+REGION_OPTIONS = frozenset({"weights", "max_regions", "score_threshold", "min_size", "proposals"})
+
+
 def _make(variant: str, **options: object) -> FasterRcnnBackbone | FasterRcnnRegions:
-    if variant == "backbone":
-        unknown = set(options) - {"weights", "channels_last"}
+    if variant in ("backbone", "res4"):
+        unknown = set(options) - TRUNK_OPTIONS
         if unknown:
             raise XmrError(
                 f"option(s) {sorted(unknown)} apply to faster_rcnn:regions only; "
-                "faster_rcnn:backbone accepts weights, channels_last"
+                f"faster_rcnn:{variant} accepts {', '.join(sorted(TRUNK_OPTIONS))}"
             )
-        return FasterRcnnBackbone(**options)  # type: ignore[arg-type]
-    if "channels_last" in options:
-        raise XmrError("option channels_last applies to faster_rcnn:backbone only")
+        return FasterRcnnBackbone(variant=variant, **options)  # type: ignore[arg-type]
+    unknown = set(options) - REGION_OPTIONS
+    if unknown:
+        raise XmrError(
+            f"option(s) {sorted(unknown)} apply to faster_rcnn:backbone/res4 only; "
+            f"faster_rcnn:regions accepts {', '.join(sorted(REGION_OPTIONS))}"
+        )
     return FasterRcnnRegions(**options)  # type: ignore[arg-type]
 
 
 IMAGE_ENCODERS.register("faster_rcnn")(
     EncoderEntry(
         factory=_make,
-        variants=("regions", "backbone"),
-        options=(
-            "weights",
-            "max_regions",
-            "score_threshold",
-            "min_size",
-            "proposals",
-            "channels_last",
-        ),
-        summary="COCO fasterrcnn_resnet50_fpn_v2: 1024-d region features (+ boxes) or 2048-d "
-        "pooled backbone, from the torch hub cache",
+        variants=("regions", "backbone", "res4"),
+        options=tuple(sorted(TRUNK_OPTIONS | REGION_OPTIONS)),
+        summary="COCO fasterrcnn_resnet50_fpn_v2: 1024-d region features (+ boxes), 2048-d "
+        "pooled C5, or the seed's mean-pooled C4 (res4, 1024-d), from the torch hub cache",
     )
 )

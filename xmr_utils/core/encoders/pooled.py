@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xmr_utils.core.encoders.base import resolve_device
-from xmr_utils.core.encoders.images import ImagePipeline, run_pooled
+from xmr_utils.core.encoders.base import default_batch_size, resolve_device, run_record
+from xmr_utils.core.encoders.images import ImagePipeline, LoadOptions, run_pooled
 from xmr_utils.core.encoders.weights import weights_id_of
 
 if TYPE_CHECKING:
@@ -22,14 +22,18 @@ class PooledImageEncoder:
     Subclasses set ``spec``, ``dim``, ``pipeline`` and implement :meth:`weights_path` and
     :meth:`build_module` (a module mapping normalised ``[B, 3, H, W]`` to ``[B, dim]``).
     The module is built and its weights loaded on the first :meth:`encode_images` call.
+    On a CUDA device the forward pass runs under float16 autocast unless ``amp=False``;
+    :attr:`last_run` says where and how the last call ran (recorded in feature manifests).
     """
 
     spec: str
     dim: int
     pipeline: ImagePipeline
 
-    def __init__(self, *, channels_last: bool = True) -> None:
+    def __init__(self, *, channels_last: bool = True, amp: bool = True) -> None:
         self.channels_last = channels_last
+        self.amp = bool(amp)
+        self.last_run: dict[str, str] = {}
         self._module: torch.nn.Module | None = None
         self._device: str | None = None
 
@@ -68,24 +72,20 @@ class PooledImageEncoder:
         device: str = "auto",
         progress: bool = True,
     ) -> np.ndarray:
-        """Features ``[len(paths), dim]`` float32; an unreadable image raises XmrError."""
+        """Features ``[len(paths), dim]`` float32; an unreadable image raises XmrError.
+
+        ``batch_size`` 0: 32 images per forward pass on a CPU, 128 on a GPU.
+        """
         import torch
 
         dev = resolve_device(device)
+        batch_size = batch_size or default_batch_size(dev)
         module = self.module(dev)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.last_run = run_record(dev, self.amp)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return module(x.contiguous(memory_format=fmt))
 
-        return run_pooled(
-            paths,
-            self.pipeline,
-            forward,
-            self.dim,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=dev,
-            progress=progress,
-            desc=self.spec,
-        )
+        options = LoadOptions(batch_size, num_workers, dev, progress, self.spec)
+        return run_pooled(paths, self.pipeline, forward, self.dim, options, amp=self.amp)

@@ -62,9 +62,13 @@ class TorchvisionClassifier(PooledImageEncoder):
     """VGG fc7 (post-ReLU) or ResNet global-average-pool features ``[N, dim]``."""
 
     def __init__(
-        self, name: str, weights: str | os.PathLike[str] | None = None, channels_last: bool = True
+        self,
+        name: str,
+        weights: str | os.PathLike[str] | None = None,
+        channels_last: bool = True,
+        amp: bool = True,
     ) -> None:
-        super().__init__(channels_last=channels_last)
+        super().__init__(channels_last=channels_last, amp=amp)
         self.name = name
         self.arch = ARCHITECTURES[name]
         self.dim = self.arch.dim
@@ -100,7 +104,7 @@ def _register(name: str) -> None:
         EncoderEntry(
             factory=lambda variant, **options: TorchvisionClassifier(name, **options),
             variants=(arch.variant,),
-            options=("weights", "channels_last"),
+            options=("weights", "channels_last", "amp"),
             summary=f"{arch.dim}-d {arch.variant}, torchvision {arch.weights_enum}."
             f"{arch.weights_member} from the torch hub cache",
         )

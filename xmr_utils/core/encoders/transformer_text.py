@@ -1,6 +1,7 @@
 """Transformer text encoders: the bundled ``minilm`` (all-MiniLM-L6-v2) and ``bert`` (any
 Hugging Face BERT-like model, default ``bert-base-uncased``, from the offline HF cache or a
-local folder). Loaded with ``local_files_only=True``: nothing is downloaded.
+local folder). Loaded with ``local_files_only=True``; a model missing from the cache is
+downloaded only with the download switch (:mod:`xmr_utils.core.encoders.weights`).
 
 Captions are sorted by length and padded per batch; pooling is ``mean`` (attention-mask
 weighted), ``cls`` (first token) or ``pooler`` (BERT's tanh pooler). ``minilm`` L2-normalises
@@ -20,13 +21,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xmr_utils.core.encoders.base import (
+    TEXT_BATCH,
     PretrainedTextEncoder,
     TextReport,
+    default_batch_size,
     report_from_mask,
     resolve_device,
+    run_record,
     safe_l2_normalize,
 )
 from xmr_utils.core.encoders.catalog import TEXT_ENCODERS, EncoderEntry, canonical_spec, safe_token
+from xmr_utils.core.encoders.images import autocast_for
 from xmr_utils.core.encoders.weights import hf_weights_file, resolve_hf_model, weights_id_of
 from xmr_utils.core.errors import XmrError
 
@@ -55,6 +60,7 @@ class TransformerTextEncoder(PretrainedTextEncoder):
         normalize: bool,
         max_length: int,
         device: str = "auto",
+        amp: bool = True,
     ) -> None:
         self.spec = spec
         self._folder = folder  # a Path, or a zero-argument callable resolving it
@@ -62,7 +68,9 @@ class TransformerTextEncoder(PretrainedTextEncoder):
         self.normalize = normalize
         self.max_length = int(max_length)
         self.device = device
+        self.amp = bool(amp)
         self.last_report = TextReport()
+        self.last_run: dict[str, str] = {}
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -115,13 +123,25 @@ class TransformerTextEncoder(PretrainedTextEncoder):
         return out.pooler_output
 
     def encode_texts(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = True
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 0,
+        progress: bool = True,
+        device: str | None = None,
     ) -> np.ndarray:
-        """Features ``[len(texts), dim]`` float32; texts with no real token give zero rows."""
+        """Features ``[len(texts), dim]`` float32; texts with no real token give zero rows.
+
+        Captions are sorted by length and padded per batch (``batch_size`` 0: 64 on a CPU,
+        512 on a GPU); on a CUDA device the forward pass runs under float16 autocast unless
+        the encoder was built with ``amp=False``. ``device`` None: the encoder's own option.
+        """
         import torch
         from tqdm.auto import tqdm
 
-        device = resolve_device(self.device)
+        device = resolve_device(device or self.device)
+        batch_size = batch_size or default_batch_size(device, TEXT_BATCH)
+        self.last_run = run_record(device, self.amp)
         tokenizer, model = self._load(device)
         texts = [str(t) for t in texts]
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -146,7 +166,9 @@ class TransformerTextEncoder(PretrainedTextEncoder):
                 )
                 real = (~torch.isin(enc["input_ids"], special)) & enc["attention_mask"].bool()
                 enc = {k: v.to(device) for k, v in enc.items()}
-                pooled = self._pool(model(**enc), enc["attention_mask"]).float().cpu().numpy()
+                with autocast_for(device, self.amp):
+                    pooled = self._pool(model(**enc), enc["attention_mask"])
+                pooled = pooled.float().cpu().numpy()
                 has_word = real.any(dim=1).numpy()
                 out[idx] = np.where(has_word[:, None], pooled, 0.0)
                 known[idx] = has_word
@@ -168,7 +190,9 @@ class TransformerTextEncoder(PretrainedTextEncoder):
         return truncated
 
 
-def _minilm(variant: str, max_length: int = 256, device: str = "auto") -> TransformerTextEncoder:
+def _minilm(
+    variant: str, max_length: int = 256, device: str = "auto", amp: bool = True
+) -> TransformerTextEncoder:
     extras = {"max_length": max_length} if max_length != 256 else {}
     return TransformerTextEncoder(
         canonical_spec("minilm", variant, extras),
@@ -177,6 +201,7 @@ def _minilm(variant: str, max_length: int = 256, device: str = "auto") -> Transf
         normalize=True,
         max_length=max_length,
         device=device,
+        amp=amp,
     )
 
 
@@ -185,6 +210,7 @@ def _bert(
     model: str | os.PathLike[str] = DEFAULT_BERT,
     max_length: int = 128,
     device: str = "auto",
+    amp: bool = True,
 ) -> TransformerTextEncoder:
     extras: dict[str, object] = {}
     local = Path(model).expanduser()
@@ -202,6 +228,7 @@ def _bert(
         normalize=False,
         max_length=max_length,
         device=device,
+        amp=amp,
     )
 
 
@@ -209,7 +236,7 @@ TEXT_ENCODERS.register("minilm")(
     EncoderEntry(
         factory=_minilm,
         variants=("mean", "cls"),
-        options=("max_length", "device"),
+        options=("max_length", "device", "amp"),
         summary=(
             "384-d all-MiniLM-L6-v2, bundled (trained on data that includes Flickr30k captions)"
         ),
@@ -219,7 +246,7 @@ TEXT_ENCODERS.register("bert")(
     EncoderEntry(
         factory=_bert,
         variants=("mean", "cls", "pooler"),
-        options=("model", "max_length", "device"),
+        options=("model", "max_length", "device", "amp"),
         summary="768-d bert-base-uncased (or model=NAME|DIR) from the offline Hugging Face cache",
     )
 )

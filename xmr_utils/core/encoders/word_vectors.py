@@ -1,5 +1,13 @@
 """Word-vector text encoders: ``glove`` (bundled GloVe 6B 50-d) and ``fasttext`` (trained with
-gensim on the training split's captions, or pretrained from ``vectors=PATH`` ``.bin``/``.vec``).
+gensim on the training split's captions, or pretrained from ``vectors=PATH`` ``.bin``/``.vec``,
+or ``vectors=NAME`` of a file the fastText project publishes, see :data:`PUBLISHED_VECTORS`).
+
+The seed's text feature was the fastText project's pretrained 300-d English word vectors,
+averaged over a caption: ``fasttext:mean?vectors=wiki-news-300d-1M`` (or ``cc.en.300``, the
+Common Crawl model with sub-words, 7 GB). A published name is read from
+:func:`vectors_dir` (``$XMR_VECTORS_DIR``, default ``~/.cache/xmr/vectors``) and downloaded and
+unpacked there only with the download switch (:mod:`xmr_utils.core.encoders.weights`); the
+fastText project publishes no checksums, so the archive's own CRC is what is checked.
 
 A caption is lower-cased and split into runs of letters/digits; its vector is the ``mean``
 (default) or ``sum`` of the vectors of the words the model knows. A caption with no known
@@ -22,7 +30,7 @@ import numpy as np
 
 from xmr_utils.core.encoders.base import PretrainedTextEncoder, TextReport, report_from_mask
 from xmr_utils.core.encoders.catalog import TEXT_ENCODERS, EncoderEntry, canonical_spec
-from xmr_utils.core.encoders.weights import weights_id_of
+from xmr_utils.core.encoders.weights import SWITCH, downloads_enabled, weights_id_of
 from xmr_utils.core.errors import XmrError
 
 _WORD = re.compile(r"[^\W_]+")
@@ -52,9 +60,17 @@ class WordVectorEncoder:
         return [self.word_vectors(tokenize(t)).astype(np.float32, copy=False) for t in texts]
 
     def encode_texts(
-        self, texts: Sequence[str], *, batch_size: int = 1024, progress: bool = True
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 1024,
+        progress: bool = True,
+        device: str | None = None,
     ) -> np.ndarray:
-        """Features ``[len(texts), dim]`` float32 (mean or sum of known words; else zeros)."""
+        """Features ``[len(texts), dim]`` float32 (mean or sum of known words; else zeros).
+
+        Word lookups run on the CPU: ``batch_size`` and ``device`` are accepted and unused.
+        """
         from tqdm.auto import tqdm
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -244,27 +260,103 @@ class FastTextTrained(WordVectorEncoder):
         return np.asarray(vecs, np.float32) if vecs else np.zeros((0, self.dim), np.float32)
 
 
+_FASTTEXT_URL = "https://dl.fbaipublicfiles.com/fasttext"
+#: Published 300-d English fastText vectors: name -> (URL of the archive, unpacked suffix).
+PUBLISHED_VECTORS: dict[str, tuple[str, str]] = {
+    "wiki-news-300d-1M": (f"{_FASTTEXT_URL}/vectors-english/wiki-news-300d-1M.vec.zip", ".vec"),
+    "wiki-news-300d-1M-subword": (
+        f"{_FASTTEXT_URL}/vectors-english/wiki-news-300d-1M-subword.vec.zip",
+        ".vec",
+    ),
+    "crawl-300d-2M": (f"{_FASTTEXT_URL}/vectors-english/crawl-300d-2M.vec.zip", ".vec"),
+    "cc.en.300": (f"{_FASTTEXT_URL}/vectors-crawl/cc.en.300.bin.gz", ".bin"),
+}
+
+
+def vectors_dir() -> Path:
+    """Where published word vectors are kept: ``$XMR_VECTORS_DIR`` or ``~/.cache/xmr/vectors``."""
+    return Path(os.environ.get("XMR_VECTORS_DIR") or Path.home() / ".cache" / "xmr" / "vectors")
+
+
+def download_vectors(name: str, target: Path) -> Path:
+    """Download the archive of published vectors ``name`` and unpack it as ``target``.
+
+    The archive goes through :func:`torch.hub.download_url_to_file` (temporary file, progress
+    bar), is unpacked into a temporary file (zip/gzip CRC checked) that is renamed to
+    ``target``, and is deleted afterwards. Failures raise XmrError naming the file and URL.
+    """
+    import gzip
+    import shutil
+    import zipfile
+    from urllib.error import URLError
+
+    from torch.hub import download_url_to_file
+
+    url, _ = PUBLISHED_VECTORS[name]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / os.path.basename(url)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        download_url_to_file(url, str(archive), None, progress=True)
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf, zf.open(target.name) as src:
+                with partial.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+        else:
+            with gzip.open(archive) as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+        os.replace(partial, target)
+    except (URLError, OSError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+        raise XmrError(
+            f"cannot download the fasttext vectors {name} ({target.name}) from {url} "
+            f"({type(exc).__name__}: {exc}), asked for by {SWITCH}; check the network, or "
+            f"put {target.name} into {target.parent}/ yourself"
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
+        archive.unlink(missing_ok=True)
+    return target
+
+
 class FastTextPretrained(WordVectorEncoder, PretrainedTextEncoder):
     """Pretrained fastText vectors: ``.bin`` (with sub-words, gensim ``load_facebook_vectors``)
     or ``.vec``/``.txt`` (word2vec text format; unknown words are skipped)."""
 
     def __init__(self, pooling: str, vectors: str | os.PathLike[str]) -> None:
-        self.path = Path(vectors).expanduser()
+        self.published = str(vectors) if str(vectors) in PUBLISHED_VECTORS else None
+        if self.published:
+            self.path = vectors_dir() / (self.published + PUBLISHED_VECTORS[self.published][1])
+        else:
+            self.path = Path(vectors).expanduser()
         if self.path.suffix not in {".bin", ".vec", ".txt"}:
             raise XmrError(
                 f"fasttext vectors file {self.path} must end in .bin (Facebook binary) "
-                "or .vec/.txt (word2vec text format)"
+                "or .vec/.txt (word2vec text format), or be one of the published names "
+                f"{', '.join(PUBLISHED_VECTORS)}"
             )
         self.pooling = pooling
         self.spec = canonical_spec("fasttext", pooling, {"vectors": self.path.stem})
         self.last_report = TextReport()
 
     def _check(self) -> None:
-        if not self.path.is_file():
+        if self.path.is_file():
+            return
+        if self.published and downloads_enabled():
+            download_vectors(self.published, self.path)
+            return
+        if self.published:
+            url = PUBLISHED_VECTORS[self.published][0]
             raise XmrError(
-                f"fasttext vectors file {self.path} does not exist; pass vectors= the "
-                "path of a .bin or .vec file, or drop it to train on the captions"
+                f"the fasttext vectors {self.published} need {self.path.name} in "
+                f"{self.path.parent} (offline, nothing is downloaded); rerun with {SWITCH} to "
+                f"download and unpack it there, or unpack {url} into that folder yourself "
+                "($XMR_VECTORS_DIR moves it)"
             )
+        raise XmrError(
+            f"fasttext vectors file {self.path} does not exist; pass vectors= the "
+            "path of a .bin or .vec file, or a published name "
+            f"({', '.join(PUBLISHED_VECTORS)}), or drop it to train on the captions"
+        )
 
     def weights_id(self) -> str:
         self._check()
@@ -289,6 +381,8 @@ class FastTextPretrained(WordVectorEncoder, PretrainedTextEncoder):
 
     @property
     def dim(self) -> int:  # type: ignore[override]
+        if self.published and "_wv" not in self.__dict__:
+            return 300  # every published English set is 300-d; no need to read 2 GB to know
         return int(self._wv.vector_size)
 
     @property
@@ -330,6 +424,6 @@ TEXT_ENCODERS.register("fasttext")(
         variants=("mean", "sum"),
         options=("vectors", *FIT_DEFAULTS),
         summary="fastText trained on the training captions (gensim, 100-d), or vectors=PATH "
-        "(.bin/.vec)",
+        "(.bin/.vec) or a published 300-d set (vectors=wiki-news-300d-1M, cc.en.300, ...)",
     )
 )

@@ -77,6 +77,7 @@ def _extract_one(
             chunk_size=run.chunk_size,
             progress=run.progress,
             desc=expected["spec"],
+            run_info=lambda: dict(getattr(enc, "last_run", {})),
         )
 
     return find_or_extract(Entry(paths, expected, cache_dir, corpus), extract)

@@ -113,6 +113,7 @@ def text_features(
     progress: bool = True,
     chunk_size: int = 8192,
     encoder: TextEncoder | None = None,
+    device: str | None = None,
     **encoder_options: Any,
 ) -> np.ndarray:
     """Caption features ``[N_cap, D]`` float32 of ``corpus`` for encoder ``spec``, cached.
@@ -122,6 +123,7 @@ def text_features(
     Captions with no known word are zero rows, counted in the manifest (``no_known_word``);
     the manifest's ``text_report`` also counts the captions cut at the encoder's token limit
     (read back with :func:`cached_text_report`).
+    ``device`` (None: the encoder's own, ``auto``) is where transformer encoders run.
     """
     if chunk_size < 1:
         raise XmrError(f"chunk_size={chunk_size} must be at least 1")
@@ -132,13 +134,21 @@ def text_features(
     captions = list(corpus.captions)
 
     def encode(start: int, stop: int) -> Chunk:
-        feats = enc.encode_texts(captions[start:stop], batch_size=batch_size, progress=progress)
+        feats = enc.encode_texts(
+            captions[start:stop], batch_size=batch_size, progress=progress, device=device
+        )
         return feats, {}, enc.last_report
 
     def extract() -> object:
         ensure_fitted(corpus, enc, paths, cache_dir)
         return extract_chunks(
-            paths, expected, encode, chunk_size=chunk_size, progress=progress, desc=enc.spec
+            paths,
+            expected,
+            encode,
+            chunk_size=chunk_size,
+            progress=progress,
+            desc=enc.spec,
+            run_info=lambda: dict(getattr(enc, "last_run", {})),
         )
 
     return find_or_extract(Entry(paths, expected, cache_dir, corpus), extract)

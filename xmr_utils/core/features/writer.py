@@ -151,10 +151,12 @@ def extract_chunks(
     chunk_size: int,
     progress: bool,
     desc: str,
+    run_info: Callable[[], dict[str, str]] = dict,
 ) -> dict[str, Any]:
     """Fill the cache for ``expected`` with ``encode(start, stop)``, resuming when possible.
 
-    Holds the entry's lock throughout. Returns the manifest written.
+    Holds the entry's lock throughout. Returns the manifest written; its ``run`` field is
+    ``run_info()`` after the last chunk (where the encoder ran: device, precision).
     """
     from tqdm.auto import tqdm
 
@@ -166,7 +168,7 @@ def extract_chunks(
             report = _fill(paths, expected, encode, chunk_size, bar)
         text = {"text_report": report.to_dict()} if expected["kind"] == "text" else {}
         fields = {"no_known_word": report.n_no_known_word, **text}
-        manifest = finish(paths, made_now(expected, **fields))
+        manifest = finish(paths, made_now(expected, **fields, run=run_info()))
     if report.message():
         log.warning("%s: %s", expected["spec"], report.message())
     return manifest

@@ -44,6 +44,7 @@ from xmr_utils.core.train.inputs import CheckedData, TrainData, check_data
 from xmr_utils.core.train.model_dir import ModelDir, data_fingerprint
 from xmr_utils.core.train.pairs import TrainPairs, check_direction, direction_seed
 from xmr_utils.core.train.state import Training, TrainState
+from xmr_utils.core.train.untrained import UNTRAINED_EPOCH, score_untrained
 from xmr_utils.core.train.validation import SnapshotSample, ValSplit, embed, validate
 
 
@@ -200,7 +201,8 @@ def train_model(
     progress: bool = True,
     resume: bool = True,
 ) -> TrainResult:
-    """Train one model for ``direction`` and return the best-val one.
+    """Train one model for ``direction`` and return the best-val one (a recipe with nothing
+    to train, ``zeroshot``, is scored once: :mod:`~xmr_utils.core.train.untrained`).
 
     Args:
         recipe: heads, loss, optimiser and loop settings.
@@ -222,6 +224,9 @@ def train_model(
     checked = check_data(data)
     folder = ModelDir(out_dir)
     folder.create()
+    if not recipe.trains:  # identity heads (zeroshot): scored once, saved as epoch 0
+        model, val, rows = score_untrained(recipe, direction, checked, folder, device)
+        return TrainResult(model, recipe, direction, UNTRAINED_EPOCH, val, rows, folder.best)
     dev = torch.device(device)
     if not resume:  # start over: no stale state from an earlier run may survive a crash
         folder.clear()
@@ -240,15 +245,8 @@ def train_model(
             run = _Run.of(recipe, direction, folder, checked, dev)
             _train_epochs(run, training, state, history, progress)
     model, _, meta = folder.load_best(device=device)
-    return TrainResult(
-        model=model,
-        recipe=recipe,
-        direction=direction,
-        best_epoch=int(meta["epoch"]),
-        best_val=dict(meta["val"]),
-        history=history,
-        checkpoint=folder.best,
-    )
+    best_epoch, best_val = int(meta["epoch"]), dict(meta["val"])
+    return TrainResult(model, recipe, direction, best_epoch, best_val, history, folder.best)
 
 
 def _train_epochs(

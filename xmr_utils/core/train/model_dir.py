@@ -4,7 +4,7 @@ A training run of one recipe and direction writes into one folder (the app names
 ``models/<direction>-<recipe>/``; :class:`ModelDir` takes any path):
 
 * ``best.pt`` — the best-val model (:data:`CHECKPOINT_FORMAT`: weights, recipe, input widths,
-  direction, epoch, val metrics), read by :func:`load_model`;
+  direction, epoch, val metrics, the device it was trained on), read by :func:`load_model`;
 * ``last.pt`` — everything a resumed run needs (:data:`RESUME_FORMAT`: the recipe, direction
   and data fingerprint it belongs to, :class:`~xmr_utils.core.train.state.Training`'s state
   and the :class:`~xmr_utils.core.train.state.TrainState`);
@@ -76,6 +76,17 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def device_record(model: DualEncoder) -> dict[str, str]:
+    """Where ``model`` lives, for its checkpoints: ``{"device": "cuda:0", "device_name":
+    ...}`` (``cpu`` for a model without parameters)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    record = {"device": str(device)}
+    if device.type == "cuda":
+        record["device_name"] = torch.cuda.get_device_name(device)
+    return record
+
+
 def _same_recipe(saved: dict[str, Any], recipe: Recipe) -> bool:
     """Whether a recipe read from a checkpoint is ``recipe`` (fields added since it was
     written take their defaults; older loss formats are read)."""
@@ -139,6 +150,7 @@ class ModelDir:
             "direction": direction,
             "epoch": epoch,
             "val": val,
+            "device": device_record(model),
         }
         _atomic_save(checkpoint, self.best)
 
@@ -164,6 +176,7 @@ class ModelDir:
             "fingerprint": fingerprint,
             **training.state_dict(),
             "state": state.to_dict(),
+            "device": device_record(training.model),
         }
         _atomic_save(saved, self.last)
 
@@ -278,4 +291,5 @@ def load_model(checkpoint: Path, device: str = "cpu") -> tuple[DualEncoder, Reci
     model.load_state_dict(ckpt["model"])
     model.eval()
     meta = {k: ckpt[k] for k in ("direction", "epoch", "val", "image_dim", "text_dim")}
+    meta["device"] = ckpt.get("device", {})  # where it was trained (older files: unknown)
     return model, recipe, meta
