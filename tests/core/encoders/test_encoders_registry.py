@@ -21,6 +21,7 @@ from xmr_utils.core.errors import XmrError
 def test_registries_hold_the_agreed_encoders() -> None:
     assert set(IMAGE_ENCODERS) == {
         "efficientnet_lite0",
+        "efficientnet_lite1",
         "efficientnet_lite2",
         "vgg16",
         "vgg19",

@@ -3,8 +3,8 @@
 >>> from xmr_utils.core.encoders import build_image_encoder, build_text_encoder
 >>> enc = build_text_encoder("glove:mean")        # name or name:variant, options as keywords
 >>> sorted(IMAGE_ENCODERS)                        # doctest: +NORMALIZE_WHITESPACE
-['efficientnet_lite0', 'efficientnet_lite2', 'faster_rcnn', 'resnet152', 'resnet50',
- 'vgg16', 'vgg19']
+['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'faster_rcnn', 'resnet152',
+ 'resnet50', 'vgg16', 'vgg19']
 
 Importing this package is cheap: torch, torchvision, transformers and gensim are imported
 inside the encoders when they first load weights.
