@@ -100,7 +100,7 @@ def test_caption_top1_is_the_models_own_first_image(run_dir: Path) -> None:
         snaps = load_snapshots(study.model_dir(run_dir, "img2txt", recipe))
         for panel, snap in zip(rows, snaps, strict=True):
             img, txt = snap.image_emb.astype(np.float64), snap.text_emb.astype(np.float64)
-            if snap.metric == "dot":
+            if snap.similarity == "dot":
                 expected = (txt @ img.T).argmax(axis=1)
             else:
                 expected = ((txt[:, None, :] - img[None]) ** 2).sum(-1).argmin(axis=1)

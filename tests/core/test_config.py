@@ -41,9 +41,9 @@ def test_seed_preset_is_the_seed_recipe() -> None:
     assert r.text_head == HeadConfig(
         hidden=(1024, 2048), out_dim=4096, dropout=0.0, l2_normalize=False, final_dropout=0.1
     )
-    assert (r.loss.kind, r.loss.distance, r.loss.margin, r.loss.miner) == (
+    assert (r.loss.kind, r.loss.similarity, r.loss.margin, r.loss.miner) == (
         "triplet",
-        "sqeuclidean",
+        "neg_sqeuclidean",
         1.0,
         "random",
     )
@@ -51,20 +51,20 @@ def test_seed_preset_is_the_seed_recipe() -> None:
     assert (r.optim.lr, r.optim.step_size, r.optim.gamma, r.optim.grad_clip) == (1e-3, 8, 0.1, None)
     assert (r.train.batch_size, r.train.epochs, r.train.patience) == (1024, 50, None)
     assert r.train.epoch_pairs == "one_per_image"  # its epoch: one random caption per image
-    assert r.metric == "neg_sqeuclidean"
+    assert r.score_similarity == "neg_sqeuclidean"
 
 
 def test_vsepp_semihard_infonce_presets() -> None:
     v = RECIPES["vsepp"]
     assert v.image_head.l2_normalize and v.text_head.l2_normalize
-    assert (v.loss.distance, v.loss.margin, v.loss.miner, v.loss.warmup_epochs) == (
+    assert (v.loss.similarity, v.loss.margin, v.loss.miner, v.loss.warmup_epochs) == (
         "cosine",
         0.2,
         "hardest",
         1,
     )
     assert (v.optim.lr, v.optim.grad_clip, v.train.batch_size) == (2e-4, 2.0, 128)
-    assert v.metric == "dot"
+    assert v.score_similarity == "dot"
     assert RECIPES["semihard"].loss.miner == "semihard"
     nce = RECIPES["infonce"].loss
     assert (nce.kind, nce.temperature, nce.learn_temperature) == ("infonce", 0.07, True)
@@ -118,7 +118,7 @@ def test_from_dict_rejects_unknown_and_missing_fields() -> None:
 
 def test_field_validation() -> None:
     with pytest.raises(XmrError, match="infonce loss is defined on cosine"):
-        LossConfig(kind="infonce", distance="sqeuclidean")
+        LossConfig(kind="infonce", similarity="neg_sqeuclidean")
     with pytest.raises(XmrError, match="temperature 0.001 is below min_temperature"):
         LossConfig(temperature=0.001)
     with pytest.raises(XmrError, match="dropout must be in"):

@@ -15,7 +15,7 @@ from xmr_utils.core.metrics import (
     retrieval_metrics,
     t2i_image_ranks,
 )
-from xmr_utils.core.retrieval import similarity
+from xmr_utils.core.retrieval import score_matrix
 
 KS = (1, 5, 10)
 
@@ -157,17 +157,19 @@ def test_best_rank_is_min_of_caption_ranks() -> None:
         assert ranks.i2t_best_rank[i] == (mine.min() if mine.size else 0)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize("chunk", [1, 3, None])
-def test_evaluate_embeddings_equals_materialised(metric: str, chunk: int | None) -> None:
+def test_evaluate_embeddings_equals_materialised(similarity: str, chunk: int | None) -> None:
     rng = np.random.default_rng(11)
     owner = make_owner([1, 3, 7, 0, 5, 5, 2, 4, 1], rng)
     # small integers: every score is exact, with many ties, whatever the summation order
     img = rng.integers(-2, 3, (9, 6)).astype(np.float32)
     txt = rng.integers(-2, 3, (len(owner), 6)).astype(np.float32)
-    want = retrieval_metrics(similarity(img, txt, metric), owner)
-    assert_same(evaluate_embeddings(img, txt, owner, metric, chunk_size=chunk), want)
-    assert_same(want, brute_metrics(similarity(img, txt, metric).numpy().astype(float), owner))
+    want = retrieval_metrics(score_matrix(img, txt, similarity), owner)
+    assert_same(evaluate_embeddings(img, txt, owner, similarity, chunk_size=chunk), want)
+    assert_same(
+        want, brute_metrics(score_matrix(img, txt, similarity).numpy().astype(float), owner)
+    )
 
 
 def test_evaluate_embeddings_random_floats_and_torch_inputs() -> None:
@@ -176,7 +178,7 @@ def test_evaluate_embeddings_random_floats_and_torch_inputs() -> None:
     img = torch.nn.functional.normalize(torch.randn(44, 16, generator=gen), dim=1)
     txt = torch.nn.functional.normalize(torch.randn(len(owner), 16, generator=gen), dim=1)
     got = evaluate_embeddings(img, txt, owner, chunk_size=7)
-    assert_same(got, retrieval_metrics(similarity(img, txt), owner))
+    assert_same(got, retrieval_metrics(score_matrix(img, txt), owner))
 
 
 def test_collapsed_embeddings_take_the_exact_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,7 +186,7 @@ def test_collapsed_embeddings_take_the_exact_second_pass(monkeypatch: pytest.Mon
     owner = make_owner([2, 3, 1, 4, 0, 2], rng)
     img = np.ones((6, 4), dtype=np.float32)  # every score ties: the band holds everything
     txt = rng.integers(0, 2, (len(owner), 4)).astype(np.float32)
-    want = retrieval_metrics(similarity(img, txt), owner)
+    want = retrieval_metrics(score_matrix(img, txt), owner)
     monkeypatch.setattr(metrics, "MAX_BAND_ENTRIES", 3)
     ranks = ranks_from_embeddings(img, txt, owner, chunk_size=2)
     np.testing.assert_array_equal(ranks.t2i_rank, owner + 1)  # ties -> lowest image index wins
@@ -246,7 +248,7 @@ def test_bad_input_raises_clear_error(scores: np.ndarray, owner: list, match: st
 def test_bad_ks_and_similarity() -> None:
     with pytest.raises(XmrError, match="distinct positive"):
         retrieval_metrics(np.zeros((1, 1)), [0], ks=(0, 1))
-    with pytest.raises(XmrError, match="unknown similarity metric 'cosine'"):
+    with pytest.raises(XmrError, match="unknown similarity 'cosine'"):
         evaluate_embeddings(np.ones((1, 2)), np.ones((1, 2)), [0], similarity="cosine")
     with pytest.raises(XmrError, match="different sizes"):
         evaluate_embeddings(np.ones((1, 2)), np.ones((1, 3)), [0])
@@ -257,7 +259,7 @@ def test_wrong_pair_estimate_is_caught_and_recounted(monkeypatch: pytest.MonkeyP
     owner = make_owner([2, 3, 1, 4, 2], rng)
     img = rng.integers(-2, 3, (5, 4)).astype(np.float32)
     txt = rng.integers(-2, 3, (len(owner), 4)).astype(np.float32)
-    want = retrieval_metrics(similarity(img, txt), owner)
+    want = retrieval_metrics(score_matrix(img, txt), owner)
     real = metrics._pair_targets
 
     def off_by_100(*args: object) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,43 +8,45 @@ import torch
 
 from xmr_utils.core import retrieval
 from xmr_utils.core.errors import XmrError
-from xmr_utils.core.retrieval import iter_score_blocks, similarity, stable_topk_block, topk
+from xmr_utils.core.retrieval import iter_score_blocks, score_matrix, stable_topk_block, topk
 
 
-def np_similarity(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+def np_similarity(a: np.ndarray, b: np.ndarray, similarity: str) -> np.ndarray:
     a, b = a.astype(np.float64), b.astype(np.float64)
-    if metric == "dot":
+    if similarity == "dot":
         return a @ b.T
     return -((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
-def test_similarity_matches_numpy(metric: str) -> None:
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+def test_similarity_matches_numpy(similarity: str) -> None:
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((7, 5)), rng.standard_normal((11, 5))
-    got = similarity(a, b, metric)
+    got = score_matrix(a, b, similarity)
     assert got.shape == (7, 11) and got.dtype == torch.float64
-    np.testing.assert_allclose(got.numpy(), np_similarity(a, b, metric), atol=1e-12)
-    got32 = similarity(a.astype(np.float32), torch.from_numpy(b.astype(np.float32)), metric)
+    np.testing.assert_allclose(got.numpy(), np_similarity(a, b, similarity), atol=1e-12)
+    got32 = score_matrix(a.astype(np.float32), torch.from_numpy(b.astype(np.float32)), similarity)
     assert got32.dtype == torch.float32
-    np.testing.assert_allclose(got32.numpy(), np_similarity(a, b, metric), atol=1e-4)
+    np.testing.assert_allclose(got32.numpy(), np_similarity(a, b, similarity), atol=1e-4)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 100, None])
 def test_score_blocks_tile_the_full_matrix(chunk: int | None) -> None:
     rng = np.random.default_rng(1)
     a, b = rng.integers(-3, 4, (10, 4)), rng.integers(-3, 4, (6, 4))
-    full = similarity(a, b, "neg_sqeuclidean")
+    full = score_matrix(a, b, "neg_sqeuclidean")
     blocks = list(iter_score_blocks(a, b, "neg_sqeuclidean", chunk))
     assert [s for s, _ in blocks] == list(range(0, 10, chunk or 10))
     assert torch.equal(torch.cat([blk for _, blk in blocks]), full)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize(
     ("levels", "k", "chunk"), [(None, 5, 3), (3, 4, 2), (2, 10, 64), (1, 3, 5)]
 )
-def test_topk_matches_stable_argsort(metric: str, levels: int | None, k: int, chunk: int) -> None:
+def test_topk_matches_stable_argsort(
+    similarity: str, levels: int | None, k: int, chunk: int
+) -> None:
     rng = np.random.default_rng(2)
     shape_q, shape_i = (13, 3), (40, 3)
     if levels is None:
@@ -52,8 +54,8 @@ def test_topk_matches_stable_argsort(metric: str, levels: int | None, k: int, ch
     else:  # few distinct values: many exact ties at and around the k-th score
         q, it = rng.integers(0, levels, shape_q), rng.integers(0, levels, shape_i)
     q, it = q.astype(np.float64), it.astype(np.float64)
-    scores, idx = topk(q, it, k, metric, chunk_size=chunk, backend="torch")
-    full = np_similarity(q, it, metric)
+    scores, idx = topk(q, it, k, similarity, chunk_size=chunk, backend="torch")
+    full = np_similarity(q, it, similarity)
     want = np.argsort(-full, axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(idx.numpy(), want)
     np.testing.assert_allclose(scores.numpy(), np.take_along_axis(full, want, 1), atol=1e-9)
@@ -84,12 +86,12 @@ def test_faiss_backend_without_faiss_says_how_to_install(monkeypatch: pytest.Mon
 
 
 @pytest.mark.skipif(not retrieval.faiss_available(), reason="faiss-cpu not installed")
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
-def test_faiss_backend_matches_torch(metric: str) -> None:
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+def test_faiss_backend_matches_torch(similarity: str) -> None:
     rng = np.random.default_rng(4)
     q, it = rng.standard_normal((20, 8)), rng.standard_normal((200, 8))
-    s_t, i_t = topk(q, it, 5, metric, backend="torch")
-    s_f, i_f = topk(q, it, 5, metric, backend="faiss")
+    s_t, i_t = topk(q, it, 5, similarity, backend="torch")
+    s_f, i_f = topk(q, it, 5, similarity, backend="faiss")
     assert torch.equal(i_t, i_f)
     np.testing.assert_allclose(s_t.numpy(), s_f.numpy(), rtol=1e-4, atol=1e-4)
 
@@ -97,11 +99,11 @@ def test_faiss_backend_matches_torch(metric: str) -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: similarity(np.ones((2, 3)), np.ones((2, 4))), "different embedding sizes"),
-        (lambda: similarity(np.ones(3), np.ones((2, 3))), "2-D"),
-        (lambda: similarity([[1.0]], np.ones((1, 1))), "numpy array or torch tensor"),
-        (lambda: similarity(np.array([[np.inf]]), np.ones((1, 1))), "NaN or infinite"),
-        (lambda: similarity(np.ones((1, 1)), np.ones((1, 1)), "cos"), "unknown similarity"),
+        (lambda: score_matrix(np.ones((2, 3)), np.ones((2, 4))), "different embedding sizes"),
+        (lambda: score_matrix(np.ones(3), np.ones((2, 3))), "2-D"),
+        (lambda: score_matrix([[1.0]], np.ones((1, 1))), "numpy array or torch tensor"),
+        (lambda: score_matrix(np.array([[np.inf]]), np.ones((1, 1))), "NaN or infinite"),
+        (lambda: score_matrix(np.ones((1, 1)), np.ones((1, 1)), "cos"), "unknown similarity"),
         (lambda: topk(np.ones((1, 1)), np.ones((1, 1)), 0), "k must be at least 1"),
         (lambda: topk(np.ones((1, 1)), np.ones((0, 1)), 1), "items is empty"),
         (lambda: topk(np.ones((1, 1)), np.ones((1, 1)), 1, backend="gpu"), "unknown search"),

@@ -273,7 +273,7 @@ def test_snapshots_at_chosen_epochs_hold_the_sampled_val_pairs(tmp_path: Path) -
     for s in snaps:  # one fixed sample for every epoch
         np.testing.assert_array_equal(s.image_ids, first.image_ids)
         np.testing.assert_array_equal(s.caption_ids, first.caption_ids)
-        assert s.metric == "dot"
+        assert s.similarity == "dot"
         assert s.image_emb.shape == (4, 16) and s.text_emb.shape == (20, 16)
         assert s.image_emb.dtype == np.float32 and np.isfinite(s.text_emb).all()
     assert set(first.image_ids) <= set(data["val_images"].tolist())

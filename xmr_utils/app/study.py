@@ -37,7 +37,7 @@ from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.metrics import retrieval_metrics
-from xmr_utils.core.retrieval import similarity, topk
+from xmr_utils.core.retrieval import score_matrix, topk
 from xmr_utils.core.train import embed, load_model, load_snapshots, train_model
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
@@ -355,7 +355,7 @@ def model_scores(model: DualEncoder, data: RunData, view: SplitView) -> np.ndarr
     """Image×caption scores ``[n, m]`` of a split under the model's own similarity."""
 
     img, txt = split_embeddings(model, data, view)
-    return similarity(img, txt, metric=model.metric).numpy()
+    return score_matrix(img, txt, similarity=model.similarity).numpy()
 
 
 def fuse_scores(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -456,8 +456,8 @@ def retrieval_examples(
     rng = np.random.default_rng(seed)
     q_img = rng.choice(len(view.images), size=min(queries, len(view.images)), replace=False)
     q_cap = rng.choice(len(view.captions), size=min(queries, len(view.captions)), replace=False)
-    _, top_cap = topk(img[q_img], txt, k=min(k, len(txt)), metric=model.metric)
-    _, top_img = topk(txt[q_cap], img, k=min(k, len(img)), metric=model.metric)
+    _, top_cap = topk(img[q_img], txt, k=min(k, len(txt)), similarity=model.similarity)
+    _, top_img = topk(txt[q_cap], img, k=min(k, len(img)), similarity=model.similarity)
     return (
         [int(view.images[i]) for i in q_img],
         view.captions[np.asarray(top_cap)],
@@ -510,7 +510,7 @@ def collapse_table(data: RunData, split: str = AUTO_SPLIT) -> pd.DataFrame:
     rows = []
     for (recipe, direction), model in trained_models(data.run_dir).items():
         img, txt = split_embeddings(model, data, view)
-        stats = collapse_stats(img, txt, view.owner, metric=model.metric)
+        stats = collapse_stats(img, txt, view.owner, similarity=model.similarity)
         rows.append({"recipe": recipe, "model": direction, **stats})
     return pd.DataFrame(rows).set_index(["recipe", "model"])
 
@@ -541,7 +541,7 @@ def joint_space_panels(
         xy = umap_2d(
             np.concatenate([img, txt]),
             seed=seed,
-            metric="cosine" if model.metric == "dot" else "euclidean",
+            metric="cosine" if model.similarity == "dot" else "euclidean",
         )
         pairs = np.stack([sub.owner, np.arange(len(sub.captions))], axis=1)
         panels[f"{recipe} ({direction})"] = (xy[: len(img)], xy[len(img) :], pairs)
@@ -664,9 +664,9 @@ def snapshot_panels(
             xy = umap_2d(
                 np.concatenate([img, txt]),
                 seed=seed,
-                metric="cosine" if snap.metric == "dot" else "euclidean",
+                metric="cosine" if snap.similarity == "dot" else "euclidean",
             )
-            _, top1 = topk(txt, img, 1, metric=snap.metric, backend="torch")
+            _, top1 = topk(txt, img, 1, similarity=snap.similarity, backend="torch")
             row = by_epoch.get(snap.epoch, {})
             panels[recipe].append(
                 SnapshotPanel(

@@ -22,10 +22,16 @@ from typing import Any, TypeVar
 
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.registry import Registry
+from xmr_utils.core.similarity import (
+    COSINE,
+    LEGACY_NAMES,
+    LOSS_SIMILARITIES,
+    check_similarity,
+    score_similarity,
+)
 
 ACTIVATIONS: tuple[str, ...] = ("prelu", "relu", "gelu")
 LOSS_KINDS: tuple[str, ...] = ("triplet", "infonce")
-DISTANCES: tuple[str, ...] = ("cosine", "sqeuclidean")
 MINER_NAMES: tuple[str, ...] = ("random", "semihard", "hardest")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
@@ -88,6 +94,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _from_dict(cls: type[C], data: dict[str, Any], where: str) -> C:
     """Build dataclass ``cls`` from ``data``; unknown or missing keys raise XmrError."""
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:
+        data = upgrade(data)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(names))
@@ -152,8 +161,8 @@ class HeadConfig(_JsonMixin):
 class LossConfig(_JsonMixin):
     """The metric-learning objective.
 
-    ``kind="triplet"``: hinge ``max(0, margin - s(a,p) + s(a,n))`` in similarity space with
-    ``s`` = cosine or ``-squared euclidean`` (``distance``) over the negatives ``miner``
+    ``kind="triplet"``: hinge ``max(0, margin - s(a,p) + s(a,n))`` with ``s`` the
+    ``similarity`` (``cosine`` or ``neg_sqeuclidean``) over the negatives ``miner``
     picks; for the first ``warmup_epochs`` epochs every in-batch negative is used (sum of
     hinges). ``kind="infonce"``: symmetric InfoNCE on cosine with ``temperature``
     (learnable when ``learn_temperature``, never below ``min_temperature``).
@@ -161,7 +170,7 @@ class LossConfig(_JsonMixin):
     """
 
     kind: str = "triplet"
-    distance: str = "cosine"
+    similarity: str = COSINE
     margin: float = 0.2
     miner: str = "hardest"
     warmup_epochs: int = 1
@@ -172,7 +181,7 @@ class LossConfig(_JsonMixin):
 
     def __post_init__(self) -> None:
         _check_choice("loss kind", self.kind, LOSS_KINDS)
-        _check_choice("distance", self.distance, DISTANCES)
+        check_similarity(self.similarity, LOSS_SIMILARITIES)
         _check_choice("miner", self.miner, MINER_NAMES)
         _check_choice("reduction", self.reduction, REDUCTIONS)
         _check(self.margin >= 0.0, f"loss margin must be >= 0, got {self.margin}")
@@ -183,9 +192,20 @@ class LossConfig(_JsonMixin):
             f"temperature {self.temperature} is below min_temperature {self.min_temperature}",
         )
         _check(
-            self.kind != "infonce" or self.distance == "cosine",
-            "the infonce loss is defined on cosine similarity; set distance to 'cosine'",
+            self.kind != "infonce" or self.similarity == COSINE,
+            "the infonce loss is defined on cosine similarity; set similarity to 'cosine'",
         )
+
+    @staticmethod
+    def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+        """A loss dict as older checkpoints stored it -> today's fields (``distance`` with
+        ``"sqeuclidean"`` became ``similarity`` with ``"neg_sqeuclidean"``)."""
+        if "distance" not in data or "similarity" in data:
+            return data
+        upgraded = {k: v for k, v in data.items() if k != "distance"}
+        distance = data["distance"]
+        upgraded["similarity"] = LEGACY_NAMES.get(distance, distance)
+        return upgraded
 
 
 @dataclass(frozen=True)
@@ -296,16 +316,18 @@ class Recipe(_JsonMixin):
             f"image and text heads must share out_dim, got {self.image_head.out_dim} "
             f"and {self.text_head.out_dim}",
         )
-        if self.loss.distance == "cosine":
+        if self.loss.similarity == COSINE:
             _check(
                 self.image_head.l2_normalize and self.text_head.l2_normalize,
                 "cosine recipes need l2_normalize=True on both heads (scores are dot products)",
             )
 
     @property
-    def metric(self) -> str:
-        """Score used at retrieval time: ``dot`` (cosine recipes) or ``neg_sqeuclidean``."""
-        return "dot" if self.loss.distance == "cosine" else "neg_sqeuclidean"
+    def score_similarity(self) -> str:
+        """The similarity the trained model scores with: ``dot`` for cosine recipes (their
+        heads L2-normalise) or ``neg_sqeuclidean``
+        (:func:`xmr_utils.core.similarity.score_similarity`)."""
+        return score_similarity(self.loss.similarity)
 
 
 def recipe_with(recipe: Recipe, **overrides: Any) -> Recipe:
@@ -352,7 +374,11 @@ RECIPES.register("seed")(
             hidden=(1024, 2048), out_dim=4096, dropout=0.0, l2_normalize=False, final_dropout=0.1
         ),
         loss=LossConfig(
-            kind="triplet", distance="sqeuclidean", margin=1.0, miner="random", warmup_epochs=0
+            kind="triplet",
+            similarity="neg_sqeuclidean",
+            margin=1.0,
+            miner="random",
+            warmup_epochs=0,
         ),
         optim=OptimConfig(lr=1e-3, weight_decay=0.0, step_size=8, gamma=0.1, grad_clip=None),
         train=TrainConfig(epochs=50, batch_size=1024, patience=None, epoch_pairs="one_per_image"),
@@ -374,7 +400,7 @@ RECIPES.register("vsepp")(
         image_head=_VSE_HEAD,
         text_head=_VSE_HEAD,
         loss=LossConfig(
-            kind="triplet", distance="cosine", margin=0.2, miner="hardest", warmup_epochs=1
+            kind="triplet", similarity="cosine", margin=0.2, miner="hardest", warmup_epochs=1
         ),
         optim=OptimConfig(lr=2e-4, step_size=15, gamma=0.1, grad_clip=2.0),
         train=TrainConfig(epochs=30, batch_size=128, patience=6),
@@ -391,7 +417,7 @@ RECIPES.register("semihard")(
         image_head=_VSE_HEAD,
         text_head=_VSE_HEAD,
         loss=LossConfig(
-            kind="triplet", distance="cosine", margin=0.2, miner="semihard", warmup_epochs=0
+            kind="triplet", similarity="cosine", margin=0.2, miner="semihard", warmup_epochs=0
         ),
         optim=OptimConfig(lr=2e-4, step_size=15, gamma=0.1, grad_clip=2.0),
         train=TrainConfig(epochs=30, batch_size=128, patience=6),
@@ -409,7 +435,7 @@ RECIPES.register("infonce")(
         text_head=_VSE_HEAD,
         loss=LossConfig(
             kind="infonce",
-            distance="cosine",
+            similarity="cosine",
             margin=0.0,
             miner="random",
             warmup_epochs=0,

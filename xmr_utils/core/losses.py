@@ -7,9 +7,9 @@ of each is one training pair (an image and one of its captions, in either role),
 positive is the diagonal ``j = i``. Other same-image candidates in the batch are never
 negatives: the triplet miners skip them and InfoNCE masks them out of the softmax.
 
-As in pytorch-metric-learning a loss is three swappable parts: a *distance*
-(:func:`similarity_matrix`), a *miner* (:mod:`xmr_utils.core.miners`) and a *reduction*
-over anchors (``mean`` or ``sum``).
+As in pytorch-metric-learning a loss is three swappable parts: a *similarity*
+(:func:`xmr_utils.core.similarity.pairwise`), a *miner* (:mod:`xmr_utils.core.miners`) and a
+*reduction* over anchors (``mean`` or ``sum``).
 """
 
 from __future__ import annotations
@@ -21,24 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmr_utils.core.config import DISTANCES, REDUCTIONS, LossConfig
+from xmr_utils.core.config import REDUCTIONS, LossConfig
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.miners import HardestMiner, Miner, build_miner
 from xmr_utils.core.registry import Registry
-
-
-def similarity_matrix(a: Tensor, b: Tensor, distance: str) -> Tensor:
-    """Similarity ``[A, C]`` between rows of ``a [A, D]`` and ``b [C, D]``; higher = closer.
-
-    ``cosine``: ``<a/|a|, b/|b|>``; ``sqeuclidean``: ``-|a - b|^2`` (so a hinge written in
-    similarity space reads ``margin + d(a, p) - d(a, n)`` for squared distances).
-    """
-    if distance == "cosine":
-        return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    if distance == "sqeuclidean":
-        sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-        return -sq.clamp_min(0.0)
-    raise unknown_choice("distance", distance, DISTANCES)
+from xmr_utils.core.similarity import COSINE, LOSS_SIMILARITIES, check_similarity, pairwise
 
 
 def positive_mask(image_ids: Tensor) -> Tensor:
@@ -68,28 +55,28 @@ def _check_batch(anchors: Tensor, candidates: Tensor, image_ids: Tensor) -> None
 class TripletLoss(nn.Module):
     """Hinge ``max(0, margin - s(a, p) + s(a, n))`` summed over each anchor's mined negatives.
 
-    ``s`` is :func:`similarity_matrix` with ``distance``; ``miner`` (default: hardest, no
-    warm-up) picks the negatives; ``reduction`` combines the ``B`` per-anchor sums. With a
-    one-negative miner this is VSE++'s max-violation loss; during the miner's warm-up it
-    is VSE++'s sum of hinges over all in-batch negatives.
+    ``s`` is :func:`~xmr_utils.core.similarity.pairwise` with ``similarity`` (``cosine`` or
+    ``neg_sqeuclidean``: with squared distances the hinge reads ``margin + d(a, p) - d(a, n)``);
+    ``miner`` (default: hardest, no warm-up) picks the negatives; ``reduction`` combines the
+    ``B`` per-anchor sums. With a one-negative miner this is VSE++'s max-violation loss;
+    during the miner's warm-up it is VSE++'s sum of hinges over all in-batch negatives.
     """
 
     def __init__(
         self,
         margin: float = 0.2,
-        distance: str = "cosine",
+        similarity: str = COSINE,
         miner: Miner | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if distance not in DISTANCES:
-            raise unknown_choice("distance", distance, DISTANCES)
+        check_similarity(similarity, LOSS_SIMILARITIES)
         if reduction not in REDUCTIONS:
             raise unknown_choice("reduction", reduction, REDUCTIONS)
         if margin < 0:
             raise XmrError(f"triplet margin must be >= 0, got {margin}")
         self.margin = float(margin)
-        self.distance = distance
+        self.similarity = similarity
         self.miner = miner if miner is not None else HardestMiner()
         self.reduction = reduction
 
@@ -104,7 +91,7 @@ class TripletLoss(nn.Module):
     ) -> Tensor:
         """Scalar loss for ``anchors [B, D]``, ``candidates [B, D]``, ``image_ids [B]``."""
         _check_batch(anchors, candidates, image_ids)
-        sim = similarity_matrix(anchors, candidates, self.distance)  # [B, B]
+        sim = pairwise(anchors, candidates, self.similarity)  # [B, B]
         pos_sim = sim.diagonal()  # [B]
         negatives = self.miner(
             sim, positive_mask(image_ids), pos_sim, epoch=epoch, generator=generator
@@ -115,7 +102,7 @@ class TripletLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"margin={self.margin}, distance={self.distance!r}, miner={self.miner!r}, "
+            f"margin={self.margin}, similarity={self.similarity!r}, miner={self.miner!r}, "
             f"reduction={self.reduction!r}"
         )
 
@@ -173,7 +160,7 @@ class InfoNCELoss(nn.Module):
         """
         _check_batch(anchors, candidates, image_ids)
         scale = self.log_scale.clamp(max=self.max_log_scale).exp()
-        logits = similarity_matrix(anchors, candidates, "cosine") * scale  # [B, B]
+        logits = pairwise(anchors, candidates, COSINE) * scale  # [B, B]
         n = logits.shape[0]
         eye = torch.eye(n, dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(positive_mask(image_ids) & ~eye, float("-inf"))
@@ -194,7 +181,7 @@ LOSSES: Registry[Callable[[LossConfig], nn.Module]] = Registry("loss kind")
 def _build_triplet(config: LossConfig) -> nn.Module:
     return TripletLoss(
         margin=config.margin,
-        distance=config.distance,
+        similarity=config.similarity,
         miner=build_miner(config.miner, config.warmup_epochs),
         reduction=config.reduction,
     )

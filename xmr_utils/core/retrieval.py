@@ -5,7 +5,7 @@ equal scores are broken by the lower item index first -- the order a stable desc
 gives. ``torch.topk`` does not promise that order among equal values, so :func:`topk` repairs
 it: the result is identical to ``np.argsort(-scores, kind="stable")[:, :k]``.
 
-Similarities (``metric``):
+Similarities (``similarity``, names from :mod:`xmr_utils.core.similarity`):
 
 * ``"dot"``: ``a @ b.T``.
 * ``"neg_sqeuclidean"``: ``-(|a|^2 + |b|^2 - 2 a @ b.T)`` (higher = closer). It is not
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.similarity import check_similarity
 
-METRICS: tuple[str, ...] = ("dot", "neg_sqeuclidean")
 BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
 #: Default size of one score block in elements (2**26 floats = 256 MB in float32).
 BLOCK_ELEMENTS: int = 2**26
@@ -56,12 +56,6 @@ def as_embeddings(x: Any, name: str) -> torch.Tensor:
 def all_finite(t: torch.Tensor) -> bool:
     """True when ``t`` holds no NaN or infinity (one summing pass; a full check if it overflows)."""
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
-def check_metric(metric: str) -> None:
-    """Raise :class:`XmrError` unless ``metric`` is one of :data:`METRICS`."""
-    if metric not in METRICS:
-        raise unknown_choice("similarity metric", metric, METRICS)
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,25 +129,25 @@ def sq_norms(x: torch.Tensor) -> torch.Tensor:
 def _block(
     q: torch.Tensor,
     items: torch.Tensor,
-    metric: str,
+    similarity: str,
     item_sq: torch.Tensor | None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     s = torch.matmul(q, items.T, out=out) if out is not None else q @ items.T
-    if metric == "neg_sqeuclidean":
+    if similarity == "neg_sqeuclidean":
         assert item_sq is not None
         s = s.mul_(2.0).sub_(sq_norms(q)[:, None]).sub_(item_sq[None, :])
     return s
 
 
-def similarity(a: Any, b: Any, metric: str = "dot") -> torch.Tensor:
+def score_matrix(a: Any, b: Any, similarity: str = "dot") -> torch.Tensor:
     """Full similarity matrix ``[N, M]`` between ``a`` ``[N, D]`` and ``b`` ``[M, D]``.
 
     Materialises all ``N x M`` scores; use :func:`iter_score_blocks` for large inputs.
     """
-    check_metric(metric)
+    check_similarity(similarity)
     a, b = _check_pair(as_embeddings(a, "a"), as_embeddings(b, "b"))
-    return _block(a, b, metric, sq_norms(b) if metric == "neg_sqeuclidean" else None)
+    return _block(a, b, similarity, sq_norms(b) if similarity == "neg_sqeuclidean" else None)
 
 
 def rows_per_block(n_items: int, chunk_size: int | None) -> int:
@@ -166,21 +160,21 @@ def rows_per_block(n_items: int, chunk_size: int | None) -> int:
 
 
 def iter_score_blocks(
-    queries: Any, items: Any, metric: str = "dot", chunk_size: int | None = None
+    queries: Any, items: Any, similarity: str = "dot", chunk_size: int | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, block)`` with ``block = similarity(queries[start:start+B], items)``.
+    """Yield ``(start, block)`` with ``block = score_matrix(queries[start:start+B], items)``.
 
     ``block`` is ``[B, M]`` with ``B <= chunk_size`` (None: about :data:`BLOCK_ELEMENTS`
     scores per block). Every block is computed by the same call shape, so recomputing the
     blocks gives bit-identical scores.
     """
-    check_metric(metric)
+    check_similarity(similarity)
     q, it = _check_pair(as_embeddings(queries, "queries"), as_embeddings(items, "items"))
-    yield from checked_score_blocks(q, it, metric, rows_per_block(it.shape[0], chunk_size))
+    yield from checked_score_blocks(q, it, similarity, rows_per_block(it.shape[0], chunk_size))
 
 
 def checked_score_blocks(
-    q: torch.Tensor, items: torch.Tensor, metric: str, rows: int, scratch: Scratch | None = None
+    q: torch.Tensor, items: torch.Tensor, similarity: str, rows: int, scratch: Scratch | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """:func:`iter_score_blocks` for inputs already checked by :func:`as_embeddings`.
 
@@ -188,12 +182,12 @@ def checked_score_blocks(
     With ``scratch`` (made ``with_scores``) every block is written into ``scratch.scores``:
     a block is only valid until the next one is produced.
     """
-    item_sq = sq_norms(items) if metric == "neg_sqeuclidean" else None
+    item_sq = sq_norms(items) if similarity == "neg_sqeuclidean" else None
     buf = scratch.scores if scratch is not None else None
     for start in range(0, q.shape[0], rows):
         chunk = q[start : start + rows]
         out = buf[: chunk.shape[0]] if buf is not None else None
-        yield start, _block(chunk, items, metric, item_sq, out)
+        yield start, _block(chunk, items, similarity, item_sq, out)
 
 
 def stable_topk_block(
@@ -236,16 +230,17 @@ def faiss_available() -> bool:
 
 
 def _faiss_topk(
-    q: torch.Tensor, items: torch.Tensor, k: int, metric: str
+    q: torch.Tensor, items: torch.Tensor, k: int, similarity: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     import faiss
 
     xb = np.ascontiguousarray(items.numpy(), dtype=np.float32)
     xq = np.ascontiguousarray(q.numpy(), dtype=np.float32)
-    index = faiss.IndexFlatIP(xb.shape[1]) if metric == "dot" else faiss.IndexFlatL2(xb.shape[1])
+    dim = xb.shape[1]
+    index = faiss.IndexFlatIP(dim) if similarity == "dot" else faiss.IndexFlatL2(dim)
     index.add(xb)
     dist, ind = index.search(xq, k)
-    scores = torch.from_numpy(dist if metric == "dot" else -dist)
+    scores = torch.from_numpy(dist if similarity == "dot" else -dist)
     return scores, torch.from_numpy(ind.astype(np.int64))
 
 
@@ -253,7 +248,7 @@ def topk(
     queries: Any,
     items: Any,
     k: int,
-    metric: str = "dot",
+    similarity: str = "dot",
     chunk_size: int | None = None,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,7 +261,7 @@ def topk(
     ``chunk_size`` is the number of query rows per score block (None: ~256 MB blocks; the
     torch path holds about three blocks' worth of memory: scores, 0/1 counts, top-k).
     """
-    check_metric(metric)
+    check_similarity(similarity)
     if backend not in BACKENDS:
         raise unknown_choice("search backend", backend, BACKENDS)
     if int(k) < 1:
@@ -279,10 +274,10 @@ def topk(
     if use_faiss:
         if not faiss_available():
             raise XmrError("backend='faiss' needs faiss-cpu: pip install -e .[faiss]")
-        return _faiss_topk(q, it, min(int(k), it.shape[0]), metric)
+        return _faiss_topk(q, it, min(int(k), it.shape[0]), similarity)
     out_v, out_i = [], []
     scratch = Scratch(min(rows, max(1, q.shape[0])), it.shape[0], it.dtype, with_scores=True)
-    for _, block in checked_score_blocks(q, it, metric, rows, scratch):
+    for _, block in checked_score_blocks(q, it, similarity, rows, scratch):
         v, i = stable_topk_block(block, k, scratch)
         out_v.append(v)
         out_i.append(i)

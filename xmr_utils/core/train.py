@@ -271,8 +271,9 @@ class Snapshot:
 
     ``image_ids [n]`` and ``caption_ids [m]`` index the full ``image_feats`` / ``text_feats``
     (corpus indices); ``owner [m]`` maps each caption to its image's row in ``image_ids``;
-    ``image_emb [n, D]`` and ``text_emb [m, D]`` are the eval-mode embeddings; ``metric`` is
-    the model's retrieval score (``dot`` or ``neg_sqeuclidean``).
+    ``image_emb [n, D]`` and ``text_emb [m, D]`` are the eval-mode embeddings; ``similarity``
+    is the model's score (``dot`` or ``neg_sqeuclidean``; files written before the name was
+    settled store it as ``metric``).
     """
 
     epoch: int
@@ -281,7 +282,7 @@ class Snapshot:
     owner: np.ndarray
     image_emb: np.ndarray
     text_emb: np.ndarray
-    metric: str
+    similarity: str
     path: Path
 
 
@@ -327,7 +328,7 @@ def _save_snapshot(
             owner=owner,
             image_emb=img,
             text_emb=txt,
-            metric=np.str_(model.metric),
+            similarity=np.str_(model.similarity),
         )
     os.replace(tmp, path)
 
@@ -347,7 +348,7 @@ def load_snapshots(out_dir: str | Path) -> list[Snapshot]:
                         owner=z["owner"],
                         image_emb=z["image_emb"],
                         text_emb=z["text_emb"],
-                        metric=str(z["metric"]),
+                        similarity=str(z["similarity" if "similarity" in z else "metric"]),
                         path=path,
                     )
                 )
@@ -409,7 +410,7 @@ def validate(
     img, txt = embed(model, image_feats, text_feats, batch_size)
     scores = model.scores(torch.from_numpy(img), torch.from_numpy(txt))
     metrics = retrieval_metrics(scores, owner)
-    collapse = collapse_stats(img, txt, owner, metric=model.metric)
+    collapse = collapse_stats(img, txt, owner, similarity=model.similarity)
     return {**_flat("val_", metrics), **_flat("val_", collapse)}
 
 
