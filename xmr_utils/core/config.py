@@ -31,6 +31,9 @@ from xmr_utils.core.similarity import (
 )
 
 ACTIVATIONS: tuple[str, ...] = ("prelu", "relu", "gelu")
+#: What a head does to its input features first: nothing, L2 normalisation, or signed square
+#: root then L2 normalisation (power normalisation, as for pooled CNN features in retrieval).
+INPUT_NORMS: tuple[str, ...] = ("none", "l2", "sqrt_l2")
 LOSS_KINDS: tuple[str, ...] = ("triplet", "infonce")
 MINER_NAMES: tuple[str, ...] = ("random", "semihard", "hardest")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
@@ -137,8 +140,10 @@ class HeadConfig(_JsonMixin):
     then ``Linear(-> out_dim)``, ``Dropout(final_dropout)`` and optionally L2 normalisation.
 
     Input ``[N, D_in]`` -> output ``[N, out_dim]``. Dropout layers with p = 0 are omitted.
-    The seed's image head is ``HeadConfig(hidden=(2048,), out_dim=4096, dropout=0.0,
-    l2_normalize=False, final_dropout=0.5)``.
+    ``input_norm`` acts on each input row first: ``l2`` L2-normalises it, ``sqrt_l2`` maps
+    ``x`` to ``sign(x) sqrt(|x|)`` and then L2-normalises it. The seed's image head is
+    ``HeadConfig(hidden=(2048,), out_dim=4096, dropout=0.0, l2_normalize=False,
+    final_dropout=0.5)``.
     """
 
     hidden: tuple[int, ...] = (256,)
@@ -147,6 +152,7 @@ class HeadConfig(_JsonMixin):
     l2_normalize: bool = True
     activation: str = "prelu"
     final_dropout: float = 0.0
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         _check(all(h > 0 for h in self.hidden), f"head hidden widths must be > 0: {self.hidden}")
@@ -155,6 +161,7 @@ class HeadConfig(_JsonMixin):
             p = getattr(self, name)
             _check(0.0 <= p < 1.0, f"head {name} must be in [0, 1), got {p}")
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("input_norm", self.input_norm, INPUT_NORMS)
 
 
 @dataclass(frozen=True)

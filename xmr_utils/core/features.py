@@ -33,6 +33,7 @@ from xmr_utils.core.encoders import (
     split_concatenated,
 )
 from xmr_utils.core.encoders.base import ImageEncoder, TextEncoder
+from xmr_utils.core.encoders.concat import ConcatenatedTextEncoder
 from xmr_utils.core.encoders.weights import weights_id_of
 from xmr_utils.core.errors import XmrError
 
@@ -438,7 +439,14 @@ def text_features(
     Encoders that need fitting (fastText) are trained on the training split's captions only
     and saved beside the features (``<stem>.model/``); their cache also depends on the split.
     Captions with no known word are zero rows, counted in the manifest (``no_known_word``).
+    ``a+b`` puts the features of several encoders side by side (``[N_cap, Da + Db]``, each
+    cached on its own), e.g. ``minilm:mean+tfidf``.
     """
+    parts = split_concatenated(spec) if encoder is None else (spec,)
+    if len(parts) > 1:
+        options = {"batch_size": batch_size, "progress": progress, "chunk_size": chunk_size}
+        blocks = [text_features(corpus, p, cache_dir, **options, **encoder_options) for p in parts]
+        return np.concatenate(blocks, axis=1)
     enc = encoder if encoder is not None else build_text_encoder(spec, **encoder_options)
     paths = cache_paths(Path(cache_dir), corpus.name, enc.spec)
     expected = _text_expected(corpus, enc)
@@ -460,9 +468,15 @@ def fitted_text_encoder(
 ) -> TextEncoder:
     """The text encoder ``spec`` ready to encode new query strings.
 
-    fastText loads the model fitted on ``corpus``'s training split from the cache (fitting
-    and saving it first when absent); pretrained encoders are returned as built.
+    fastText and tfidf load the model fitted on ``corpus``'s training split from the cache
+    (fitting and saving it first when absent); pretrained encoders are returned as built. A
+    ``a+b`` spec gives a :class:`~xmr_utils.core.encoders.concat.ConcatenatedTextEncoder`.
     """
+    parts = split_concatenated(spec)
+    if len(parts) > 1:
+        return ConcatenatedTextEncoder(
+            [fitted_text_encoder(corpus, part, cache_dir, **encoder_options) for part in parts]
+        )
     enc: TextEncoder = build_text_encoder(spec, **encoder_options)
     _ensure_fitted(corpus, enc, cache_paths(Path(cache_dir), corpus.name, enc.spec))
     return enc

@@ -29,7 +29,8 @@ def _activation(name: str) -> nn.Module:
 
 
 class ProjectionHead(nn.Module):
-    """``[Linear -> activation -> Dropout] x len(hidden) -> Linear -> Dropout -> L2 norm``.
+    """``[input norm] -> [Linear -> activation -> Dropout] x len(hidden) -> Linear -> Dropout
+    -> L2 norm``.
 
     Maps ``[N, in_dim]`` to ``[N, config.out_dim]``; dropout layers with p = 0 are left
     out and the L2 normalisation only when ``config.l2_normalize``.
@@ -57,6 +58,10 @@ class ProjectionHead(nn.Module):
         """``x [N, in_dim]`` -> embeddings ``[N, out_dim]``."""
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise XmrError(f"head expects input [N, {self.in_dim}], got {tuple(x.shape)}")
+        if self.config.input_norm == "sqrt_l2":
+            x = F.normalize(x.sign() * x.abs().sqrt(), dim=1)
+        elif self.config.input_norm == "l2":
+            x = F.normalize(x, dim=1)
         out = self.layers(x)
         return F.normalize(out, dim=1) if self.config.l2_normalize else out
 

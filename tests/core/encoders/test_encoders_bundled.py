@@ -101,8 +101,12 @@ def test_tta_view_sees_the_whole_square_and_is_mirror_symmetric(tmp_path: Path) 
     assert not np.allclose(pool[0], pool[1], atol=1e-3)  # one view alone is not symmetric
 
 
-@pytest.mark.parametrize(("model", "side"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
-def test_larger_lite_models_load_their_bundled_weights(tmp_path: Path, model: str, side: int) -> None:
+@pytest.mark.parametrize(
+    ("model", "side"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
+def test_larger_lite_models_load_their_bundled_weights(
+    tmp_path: Path, model: str, side: int
+) -> None:
     import torch
 
     from xmr_utils.core.encoders.efficientnet import LITE_MODELS

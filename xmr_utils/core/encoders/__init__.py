@@ -12,6 +12,7 @@ inside the encoders when they first load weights.
 
 from xmr_utils.core.encoders import efficientnet as _efficientnet  # noqa: F401  (registers)
 from xmr_utils.core.encoders import faster_rcnn as _faster_rcnn  # noqa: F401
+from xmr_utils.core.encoders import tfidf as _tfidf  # noqa: F401
 from xmr_utils.core.encoders import torchvision_cnn as _torchvision_cnn  # noqa: F401
 from xmr_utils.core.encoders import transformer_text as _transformer_text  # noqa: F401
 from xmr_utils.core.encoders import word_vectors as _word_vectors  # noqa: F401
