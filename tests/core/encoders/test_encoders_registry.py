@@ -29,7 +29,7 @@ def test_registries_hold_the_agreed_encoders() -> None:
         "resnet152",
         "faster_rcnn",
     }
-    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert"}
+    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert", "tfidf"}
 
 
 @pytest.mark.parametrize(
