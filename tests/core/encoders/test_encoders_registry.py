@@ -124,3 +124,14 @@ def test_import_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_text_specs_side_by_side_build_one_encoder_per_part() -> None:
+    from xmr_utils.core.encoders import build_text_encoders
+
+    parts = build_text_encoders("minilm:mean+tfidf")
+    assert [p.spec for p in parts] == ["minilm:mean", "tfidf:log"]
+    with pytest.raises(XmrError, match="empty part"):
+        build_text_encoders("minilm:mean+")
+    with pytest.raises(XmrError, match="accepted"):
+        build_text_encoders("minilm:mean+bow")

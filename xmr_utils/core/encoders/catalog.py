@@ -105,6 +105,11 @@ def build_image_encoders(spec: str, **options: Any) -> list[Any]:
     return [build_image_encoder(part, **options) for part in split_concatenated(spec)]
 
 
+def build_text_encoders(spec: str, **options: Any) -> list[Any]:
+    """One text encoder per part of a possibly concatenated ``spec`` (``"minilm:mean+tfidf"``)."""
+    return [build_text_encoder(part, **options) for part in split_concatenated(spec)]
+
+
 def _build(registry: Registry[EncoderEntry], spec: str, options: Mapping[str, Any]) -> Any:
     name, variant = parse_spec(spec)
     entry = registry[name]
