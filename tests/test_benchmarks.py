@@ -601,7 +601,7 @@ def test_report_names_the_best_and_the_seed_and_merges_into_results(tmp_path: Pa
         bench_quality.END_MARK + "\n"
     )
     assert "`good`, fused model (the scores of its models fused): rsum **310.0**" in block
-    assert "target ≥ 300: met" in block and "10.0 min" in block
+    assert "target ≥ 335: not met" in block and "10.0 min" in block
     assert "img2txt: rsum 40.0, collapsed yes (txt_effective_rank < 2.0)" in block
     assert "- `seed`: 16 of 50 epochs" in block
 
