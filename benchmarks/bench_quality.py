@@ -11,10 +11,14 @@ Protocol (the numbers are only as good as it is):
   stop, ``best.pt``); models fit the other 5500. The val split is never seen by training or
   model selection. The recipes' hyper-parameters were chosen while looking at val numbers
   during development, and Flickr8k here has no test split, so val is not a blind test.
-* features: bundled offline encoders, extracted once and cached in ``data/features``; the
-  extraction time is reported apart from the training budget.
+* features: bundled offline encoders (and ``tfidf``, a bag of words fitted on the train
+  split's captions only), extracted once and cached in ``data/features``; the extraction
+  time is reported apart from the training budget.
 * models: each case trains an img2txt (image anchors) and a txt2img (caption anchors)
-  model; ``fused`` is the mean of their z-scored val score matrices (``study.fuse_scores``).
+  model, once per seed in ``QualityCase.seeds``; ``fused`` is the mean of their z-scored val
+  score matrices (``study.fuse_scores``; :func:`fuse_all` for more than two).
+* selection effect: the ``TUNING`` rows (one img2txt model each) are every configuration
+  that was scored on val while searching for a better recipe, so a reader can count them.
 * collapse: ``diagnostics.collapse_stats`` on each model's val embeddings, with the rule of
   ``diagnostics.COLLAPSE_RULE``.
 
