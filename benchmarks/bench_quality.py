@@ -354,6 +354,41 @@ def results_table(rows: Sequence[ModelScore]) -> str:
     return head + "\n".join(lines)
 
 
+def rows_from_block(text: str) -> list[ModelScore]:
+    """The main-table rows of an earlier ``results_table`` inside the bench-quality block of
+    ``text`` (a RESULTS.md), for the cases this module still defines (metrics as printed)."""
+    if START_MARK not in text or END_MARK not in text:
+        return []
+    block = text.split(START_MARK, 1)[1].split(END_MARK, 1)[0]
+    by_name = {c.name: c for c in CASES}
+    rows = []
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 14 or cells[0] not in by_name:
+            continue
+        case = by_name[cells[0]]
+        metrics = {c: float(v) for c, v in zip(COLUMNS, cells[2:8], strict=True)}
+        metrics.update(rsum=float(cells[8].strip("*")), **{"i2t_mAP@10": float(cells[9])})
+        metrics["t2i_mAP@10"] = float(cells[10])
+        best, _, run = cells[12].partition(" / ")
+        seconds = None if cells[13] == "—" else float(cells[13])
+        rows.append(
+            ModelScore(
+                case.name,
+                case.recipe,
+                cells[1],
+                case.image_encoder,
+                metrics,
+                cells[11],
+                None if best == "—" else int(best),
+                None if best == "—" else int(run),
+                seconds,
+                case.text_encoder,
+            )
+        )
+    return rows
+
+
 def best_row(rows: Sequence[ModelScore], image_encoder: str = STUDY_IMAGE) -> ModelScore:
     """The highest-rsum row on the study image features (any captions)."""
     return max(
@@ -395,8 +430,10 @@ def report(
     feature_seconds: Mapping[str, float],
     train_seconds: float,
     command: str,
+    kept: Sequence[str] = (),
 ) -> str:
-    """The RESULTS.md section (between the markers)."""
+    """The RESULTS.md section (between the markers); ``kept`` names the cases whose rows
+    were carried over from the previous block (``--keep``)."""
     from benchmarks.common import machine_line
 
     best = best_row(rows)
@@ -406,6 +443,14 @@ def report(
         f"{r.model}: rsum {r.metrics['rsum']:.1f}, collapsed {r.collapsed}" for r in seed_rows
     )
     features = ", ".join(f"`{spec}` {sec:.0f} s" for spec, sec in feature_seconds.items())
+    kept_seconds = sum(r.train_seconds or 0.0 for r in rows if r.case in kept)
+    kept_line = (
+        f"- **Kept:** the rows of {', '.join(f'`{k}`' for k in kept)} are from the previous "
+        f"run of this command (not retrained now; their models trained in "
+        f"{kept_seconds / 60:.1f} min).\n"
+        if kept
+        else ""
+    )
     notes = "".join(f"- `{c.name}`: {c.note}\n" for c in cases if c.note and c not in TUNING)
     tuning = tuning_table(rows, cases)
     tuned = (
@@ -432,7 +477,7 @@ def report(
         f"- **Seed recipe:** {seed_line or 'not run'}.\n"
         f"- **Time:** training and scoring {train_seconds / 60:.1f} min (target ≤ "
         f"{TARGET_SECONDS // 60} min with extraction cached: {within}); feature extraction "
-        f"this run: {features} (0 s = cached).\n{tuned}{END_MARK}\n"
+        f"this run: {features} (0 s = cached).\n{kept_line}{tuned}{END_MARK}\n"
     )
 
 
@@ -471,7 +516,45 @@ def load_features(
     return feats, seconds
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_cases(
+    cases: Sequence[QualityCase],
+    feats: Mapping[str, np.ndarray],
+    owner: np.ndarray,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    work: Path,
+) -> list[ModelScore]:
+    """Every case on its own features; ``splits`` is ``(fit, select, val)`` image indices.
+    One progress line per case."""
+    rows: list[ModelScore] = []
+    for case in cases:
+        start = time.perf_counter()
+        data = StudyData(feats[case.image_encoder], feats[case.text_encoder], owner, *splits)
+        case_rows = score_case(case, data, work / case.name)
+        rows += case_rows
+        print(
+            f"[quality] {case.name}: "
+            + ", ".join(f"{r.model} {r.metrics['rsum']:.1f}" for r in case_rows)
+            + f" ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def merge_kept(
+    rows: Sequence[ModelScore], cases: Sequence[QualityCase], previous: str
+) -> tuple[list[ModelScore], list[QualityCase], list[str]]:
+    """``rows`` and ``cases`` with the rows of the other cases in ``previous`` (a RESULTS.md)
+    added, in :data:`ALL_CASES` order; and the names of the cases kept."""
+    order = [c.name for c in ALL_CASES]
+    run_now = {c.name for c in cases}
+    old_rows = [r for r in rows_from_block(previous) if r.case not in run_now]
+    kept = sorted({r.case for r in old_rows}, key=order.index)
+    merged = sorted([*old_rows, *rows], key=lambda r: order.index(r.case))  # stable per case
+    with_kept = [*cases, *(c for c in ALL_CASES if c.name in kept)]
+    return merged, sorted(with_kept, key=lambda c: order.index(c.name)), kept
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--data",
@@ -490,6 +573,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the models are trained (replaced on every run)",
     )
     parser.add_argument("--features", default=str(ROOT / "data" / "features"))
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the rows of the cases not run now from the block already in --out",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     by_name = {c.name: c for c in ALL_CASES}
@@ -525,22 +618,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     fit, select = selection_split(np.asarray(corpus.splits["train"]), SELECTION_IMAGES, SPLIT_SEED)
     val = np.sort(np.asarray(corpus.splits["val"]))
     start = time.perf_counter()
-    rows: list[ModelScore] = []
-    for case in cases:
-        case_start = time.perf_counter()
-        data_of_case = StudyData(
-            feats[case.image_encoder], feats[case.text_encoder], owner, fit, select, val
-        )
-        case_rows = score_case(case, data_of_case, Path(args.work) / case.name)
-        rows += case_rows
-        print(
-            f"[quality] {case.name}: "
-            + ", ".join(f"{r.model} {r.metrics['rsum']:.1f}" for r in case_rows)
-            + f" ({time.perf_counter() - case_start:.0f} s)",
-            flush=True,
-        )
+    rows = run_cases(cases, feats, owner, (fit, select, val), Path(args.work))
     train_seconds = time.perf_counter() - start
-    command = "python -m benchmarks.bench_quality" + (f" --cases {args.cases}" if names else "")
+    out = Path(args.out)
+    previous = out.read_text() if args.keep and out.exists() else ""
+    rows, cases, kept = merge_kept(rows, cases, previous)
+    command = "python -m benchmarks.bench_quality" + (f" --cases '{args.cases}'" if names else "")
+    command += " --keep" if kept else ""
     block = report(
         rows,
         cases,
@@ -551,10 +635,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         feature_seconds=feature_seconds,
         train_seconds=train_seconds,
         command=command,
+        kept=kept,
     )
     print(block)
-    write_section(Path(args.out), block)
-    print(f"[quality] wrote {args.out}")
+    write_section(out, block)
+    print(f"[quality] wrote {out}")
     return 0
 
 

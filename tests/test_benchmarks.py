@@ -639,3 +639,33 @@ def test_bench_quality_without_data_says_where_it_looked(
     assert "no Flickr8k folder found" in err and "--data DIR" in err
     with pytest.raises(SystemExit):
         bench_quality.main(["--cases", "nope"])
+
+
+def test_keep_reads_back_the_rows_of_cases_not_rerun() -> None:
+    study = bench_quality.STUDY_IMAGE
+    earlier = [
+        fake_score("seed", "seed", "img2txt", 40.0, study, "yes (txt_effective_rank < 2.0)"),
+        fake_score("vsepp", "vsepp", "fused", 288.5, study, "—"),
+        fake_score("gone", "vsepp", "fused", 1.0, study, "—"),  # no longer a case: dropped
+    ]
+    block = f"{bench_quality.START_MARK}\n{bench_quality.results_table(earlier)}\n"
+    block += bench_quality.END_MARK
+    back = bench_quality.rows_from_block("# Results\n\n" + block)
+    assert [(r.case, r.model) for r in back] == [("seed", "img2txt"), ("vsepp", "fused")]
+    assert back[0].metrics["rsum"] == 40.0 and back[0].metrics["i2t_R@1"] == pytest.approx(6.7)
+    assert back[0].collapsed == "yes (txt_effective_rank < 2.0)"
+    assert (back[0].best_epoch, back[0].epochs_run, back[0].train_seconds) == (2, 5, 10.0)
+    assert back[1].recipe == "vsepp" and back[1].image_encoder == study
+    assert bench_quality.rows_from_block("no block here") == []
+
+    by_name = {c.name: c for c in bench_quality.ALL_CASES}
+    now = [fake_score("infonce", "infonce", "fused", 300.0, study, "—")]
+    rows, cases, kept = bench_quality.merge_kept(now, [by_name["infonce"]], block)
+    assert kept == ["seed", "vsepp"]  # in the order of the cases, the rerun one replaced
+    assert [r.case for r in rows] == ["seed", "vsepp", "infonce"]
+    assert [c.name for c in cases] == ["seed", "vsepp", "infonce"]
+    assert bench_quality.merge_kept(now, [by_name["infonce"]], "") == (
+        now,
+        [by_name["infonce"]],
+        [],
+    )
