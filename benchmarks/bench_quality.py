@@ -98,13 +98,6 @@ CASES: tuple[QualityCase, ...] = (
         note=f"`infonce_linear` on `{TFIDF_TEXT}` captions (MiniLM beside a TF-IDF bag of words)",
     ),
     QualityCase(
-        "infonce_linear+tfidf x2",
-        "infonce_linear",
-        text_encoder=TFIDF_TEXT,
-        seeds=(0, 1),
-        note="the same with train.seed 0 and 1: four models, the scores of all four fused",
-    ),
-    QualityCase(
         "infonce_linear+sqrt",
         "infonce_linear",
         overrides=SQRT_IMAGES,
