@@ -241,18 +241,14 @@ def _score_model(
     from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats
     from xmr_utils.core.metrics import retrieval_metrics
     from xmr_utils.core.retrieval import score_matrix
-    from xmr_utils.core.train import embed, train_model
+    from xmr_utils.core.train import TrainData, embed, train_model
 
     val_captions, val_owner = split_owner(data.owner, data.val)
     start = time.perf_counter()
     result = train_model(
         recipe,
         direction,
-        data.image_feats,
-        data.text_feats,
-        data.owner,
-        data.fit,
-        data.select,
+        TrainData(data.image_feats, data.text_feats, data.owner, data.fit, data.select),
         out_dir,
         progress=False,
         resume=False,

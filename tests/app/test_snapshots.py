@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from xmr_utils.app import study, viz
 from xmr_utils.core.config import RECIPES, recipe_with
 from xmr_utils.core.errors import XmrError
-from xmr_utils.core.train import load_snapshots, train_model
+from xmr_utils.core.train import TrainData, load_snapshots, train_model
 
 SMALL = {
     "image_head.hidden": [32],
@@ -54,11 +54,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             train_model(
                 recipe,
                 "img2txt",
-                img,
-                txt,
-                owner,
-                np.arange(30),
-                np.arange(30, 40),
+                TrainData(img, txt, owner, np.arange(30), np.arange(30, 40)),
                 study.model_dir(folder, "img2txt", name),
                 progress=False,
             )

@@ -36,9 +36,10 @@ from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
 from xmr_utils.core.retrieval import score_matrix, topk
-from xmr_utils.core.train import embed, load_model, load_snapshots, train_model
+from xmr_utils.core.train import ModelDir, TrainData, embed, train_model
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
@@ -206,16 +207,23 @@ def extract_features(
     *,
     batch_size: int = 32,
     device: str = "auto",
+    scheduler: str = "",
 ) -> FeatureSummary:
-    """Extract (or load from the cache) both modalities' features and time each."""
+    """Extract (or load from the cache) both modalities' features and time each.
+
+    ``scheduler``: ``""`` extracts image features in this process; a Dask scheduler address,
+    a scheduler file or ``"local:N"`` shards them over its workers
+    (:func:`xmr_utils.core.features.cluster.dask_client`).
+    """
     import pandas as pd
 
     cache = resolve_path(features_dir)
     rows = []
     start = time.perf_counter()
-    image_feats = features.image_features(
-        corpus, image_encoder, cache, batch_size=batch_size, device=device
-    )
+    with dask_client(scheduler) as client:
+        image_feats = features.image_features(
+            corpus, image_encoder, cache, batch_size=batch_size, device=device, client=client
+        )
     rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
     start = time.perf_counter()
     text_feats = features.text_features(corpus, text_encoder, cache)
@@ -233,7 +241,7 @@ def extract_features(
             for modality, spec, feats, seconds in rows
         ]
     )
-    table.attrs["cache"] = str(cache / corpus.name)
+    table.attrs["cache"] = str(features.dataset_folder(cache, corpus))
     return FeatureSummary(image_feats, text_feats, table)
 
 
@@ -297,11 +305,13 @@ def train_direction(
         result = train_model(
             recipe,
             direction,
-            data.image_feats,
-            data.text_feats,
-            data.corpus.owner,
-            data.corpus.split_images("train"),
-            data.corpus.split_images("val"),
+            TrainData(
+                data.image_feats,
+                data.text_feats,
+                data.corpus.owner,
+                data.corpus.split_images("train"),
+                data.corpus.split_images("val"),
+            ),
             model_dir(data.run_dir, direction, name),
             device=resolve_device(device),
         )
@@ -319,13 +329,11 @@ def train_direction(
 
 def load_histories(run_dir: Path, direction: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """``"<direction>-<recipe>"`` -> its per-epoch history rows (from ``history.jsonl``)."""
-    import json
-
     histories = {}
-    for path in sorted((Path(run_dir) / "models").glob("*/history.jsonl")):
-        label = path.parent.name
-        if direction is None or label.startswith(direction + "-"):
-            histories[label] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    for path in RunLayout(Path(run_dir)).model_folders(direction).values():
+        folder = ModelDir(path)
+        if folder.history.exists():
+            histories[path.name] = folder.read_history()
     if not histories:
         raise XmrError(f"no training history under {Path(run_dir) / 'models'}; run 02/03 first")
     return histories
@@ -335,9 +343,10 @@ def trained_models(run_dir: Path) -> dict[tuple[str, str], DualEncoder]:
     """``(recipe, direction)`` -> the best checkpoint of every model trained in the run."""
 
     models = {}
-    for path in sorted((Path(run_dir) / "models").glob("*/best.pt")):
-        direction, recipe = path.parent.name.split("-", 1)
-        models[(recipe, direction)] = load_model(path)[0]
+    for key, path in RunLayout(Path(run_dir)).model_folders().items():
+        folder = ModelDir(path)
+        if folder.best.exists():
+            models[key] = folder.load_best()[0]
     if not models:
         raise XmrError(f"no trained model under {Path(run_dir) / 'models'}; run 02/03 first")
     return models
@@ -628,8 +637,6 @@ def snapshot_panels(
     neighbourhoods, not scale, so each panel also records which image every caption retrieves
     first (``caption_top1``): a collapsed space shows as a few hub images every caption lands on.
     """
-    import json
-
     if direction not in DIRECTIONS:
         raise unknown_choice("direction", direction, DIRECTIONS)
     if points < 2:
@@ -637,20 +644,14 @@ def snapshot_panels(
     run_dir = Path(run_dir)
     panels: dict[str, list[SnapshotPanel]] = {}
     for recipe in _snapshot_recipes(run_dir, direction, recipes):
-        folder = model_dir(run_dir, direction, recipe)
-        snapshots = load_snapshots(folder)
+        folder = ModelDir(model_dir(run_dir, direction, recipe))
+        snapshots = folder.snapshots()
         if not snapshots:
             raise XmrError(
-                f"no training snapshots in {folder / 'snapshots'}; train {direction}-{recipe} "
+                f"no training snapshots in {folder.snapshot_dir}; train {direction}-{recipe} "
                 f"again (notebook 02/03) to write them"
             )
-        hist = folder / "history.jsonl"
-        rows = (
-            [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
-            if hist.exists()
-            else []
-        )
-        by_epoch = {int(r["epoch"]): r for r in rows}
+        by_epoch = {int(r["epoch"]): r for r in folder.read_history()}
         n = len(snapshots[0].image_ids)
         keep = np.arange(n)
         if n > points:

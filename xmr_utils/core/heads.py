@@ -12,20 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmr_utils.core.config import ACTIVATIONS, HeadConfig, Recipe
-from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.config import HeadConfig, Recipe
+from xmr_utils.core.errors import XmrError
+from xmr_utils.core.registry import Registry
 from xmr_utils.core.retrieval import score_matrix
 from xmr_utils.core.similarity import DOT, check_similarity
 
-
-def _activation(name: str) -> nn.Module:
-    if name == "prelu":
-        return nn.PReLU()  # one shared slope, torch's default
-    if name == "relu":
-        return nn.ReLU()
-    if name == "gelu":
-        return nn.GELU()
-    raise unknown_choice("activation", name, ACTIVATIONS)
+#: Activation name -> its module type (PReLU: one shared slope, torch's default).
+ACTIVATION: Registry[type[nn.Module]] = Registry(
+    "activation", {"prelu": nn.PReLU, "relu": nn.ReLU, "gelu": nn.GELU}
+)
 
 
 class ProjectionHead(nn.Module):
@@ -45,7 +41,7 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in config.hidden:
-            layers += [nn.Linear(width, hidden), _activation(config.activation)]
+            layers += [nn.Linear(width, hidden), ACTIVATION[config.activation]()]
             if config.dropout > 0:
                 layers.append(nn.Dropout(config.dropout))
             width = hidden

@@ -13,6 +13,17 @@ L2-normalises its heads, so its model scores with ``dot``). Retrieval, the metri
 collapse diagnostics and the training snapshots all take the model's similarity by the
 parameter name ``similarity``. "Metric" means only an evaluation metric (R@K, mAP@k).
 
+``neg_sqeuclidean`` is computed by :func:`neg_sqeuclidean`, exact enough where embeddings
+collapse: both sides are shifted by one shared centre before ``|a|^2 + |b|^2 - 2 a.b`` is
+expanded. Without the shift the float32 expansion loses every digit of a distance that is
+small next to the squared norms (points within 0.01 of a common point 100 units from the
+origin: squared norms 1e4, their rounding 1e-3, the distances 1e-4), precisely the regime
+the seed's collapse lives in; with it the error scales with the spread of the points, not
+with their distance from the origin. The shift itself rounds each shifted coordinate at
+most once, at the spread's scale (not at all where a coordinate and the centre agree within
+a factor of two, as they do near a collapse). A caller scoring in blocks computes one
+:func:`shared_centre` of all queries and items and passes it to every block.
+
 Older files spelled these differently: ``LossConfig.distance`` with ``"sqeuclidean"``, and
 ``metric`` in snapshot files; :data:`LEGACY_NAMES` maps the old values, and the readers that
 own those files accept the old keys.
@@ -69,10 +80,39 @@ def score_similarity(loss_similarity: str) -> str:
     return DOT if loss_similarity == COSINE else NEG_SQEUCLIDEAN
 
 
+def shared_centre(a: Tensor, b: Tensor) -> Tensor:
+    """The mean ``[D]`` of the rows of ``a [A, D]`` and ``b [C, D]`` together (accumulated in
+    float64, returned in ``a``'s dtype, without gradient)."""
+    import torch
+
+    with torch.no_grad():
+        total = a.detach().sum(0, dtype=torch.float64) + b.detach().sum(0, dtype=torch.float64)
+        return (total / (a.shape[0] + b.shape[0])).to(a.dtype)
+
+
+def neg_sqeuclidean(
+    a: Tensor, b: Tensor, centre: Tensor | None = None, *, clamp: bool = True
+) -> Tensor:
+    """``-|a_i - b_j|^2`` ``[A, C]`` for ``a [A, D]`` and ``b [C, D]``, exact enough near a
+    collapse: both sides are shifted by ``centre [D]`` (default :func:`shared_centre`)
+    before the expansion ``|a|^2 + |b|^2 - 2 a.b``. Differentiable in ``a`` and ``b``.
+
+    Memory: the two shifted copies and the ``[A, C]`` result. ``clamp`` keeps distances
+    >= 0 (rounding can make a tiny distance negative); a ranking caller may turn it off,
+    since clamping creates ties the inputs do not have.
+    """
+    if centre is None:
+        centre = shared_centre(a, b)
+    a, b = a - centre, b - centre
+    sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return -sq.clamp_min(0.0) if clamp else -sq
+
+
 def pairwise(a: Tensor, b: Tensor, similarity: str) -> Tensor:
     """Dense similarity ``[A, C]`` between the rows of ``a [A, D]`` and ``b [C, D]``.
 
-    Differentiable (the losses call it). ``neg_sqeuclidean`` is clamped at 0 distance.
+    Differentiable (the losses call it). ``neg_sqeuclidean`` is :func:`neg_sqeuclidean`
+    (clamped at 0 distance).
     """
     import torch.nn.functional as F
 
@@ -81,6 +121,5 @@ def pairwise(a: Tensor, b: Tensor, similarity: str) -> Tensor:
     if similarity == DOT:
         return a @ b.T
     if similarity == NEG_SQEUCLIDEAN:
-        sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-        return -sq.clamp_min(0.0)
+        return neg_sqeuclidean(a, b)
     raise unknown_choice("similarity", similarity, SIMILARITIES)
