@@ -579,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; accepted: {', '.join(by_name)}")
     cases = [by_name[n] for n in names] if names else list(ALL_CASES)
-    if not any(c.image_encoder == STUDY_IMAGE for c in cases):
+    if not args.keep and not any(c.image_encoder == STUDY_IMAGE for c in cases):
         parser.error("name at least one case on the study features, e.g. --cases vsepp")
     data = find_flickr8k(args.data)
     if data is None:
