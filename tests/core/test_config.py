@@ -35,7 +35,14 @@ def test_every_preset_round_trips_through_json(name: str) -> None:
 
 
 def test_presets_present_and_default() -> None:
-    assert set(RECIPES) == {"seed", "vsepp", "semihard", "infonce", "infonce_linear"}
+    assert set(RECIPES) == {
+        "seed",
+        "vsepp",
+        "semihard",
+        "infonce",
+        "infonce_linear",
+        "infonce_sqrt",
+    }
     assert DEFAULT_RECIPE == "vsepp"
 
 
@@ -302,3 +309,10 @@ def test_accepted_names_are_the_registries() -> None:
     assert set(config.LOSS_KINDS) == set(LOSSES) == set(config.LOSS_CONFIGS)
     assert set(config.REDUCTIONS) == set(REDUCE)
     assert set(config.ACTIVATIONS) == set(ACTIVATION)
+
+
+def test_infonce_sqrt_is_infonce_linear_with_power_normalised_images() -> None:
+    sqrt = RECIPES["infonce_sqrt"]
+    same = recipe_with(RECIPES["infonce_linear"], **{"image_head.input_norm": "sqrt_l2"})
+    assert sqrt.image_head.input_norm == "sqrt_l2" and sqrt.text_head.input_norm == "none"
+    assert recipe_with(sqrt, name=same.name, description=same.description) == same

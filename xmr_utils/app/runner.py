@@ -54,13 +54,13 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "umap_points": 60,
     },
     # Real images: Flickr8k under data/flickr8k (or pass -p dataset PATH), with the features
-    # and recipes of the quality benchmark (benchmarks/bench_quality.py): its best, infonce_linear
-    # on MiniLM + TF-IDF captions (case infonce_linear+tfidf), beside vsepp and the seed.
+    # and recipes of the quality benchmark (benchmarks/bench_quality.py): its best, infonce_sqrt
+    # on MiniLM + TF-IDF captions (case infonce_linear+sqrt+tfidf), beside vsepp and the seed.
     "flickr8k": {
         "dataset": "flickr8k",
         "image_encoder": "efficientnet_lite0:tta+efficientnet_lite2:tta",
         "text_encoder": "minilm:mean+tfidf",
-        "recipes": "infonce_linear,vsepp,seed",
+        "recipes": "infonce_sqrt,vsepp,seed",
     },
 }
 
