@@ -11,8 +11,8 @@ the training captions have fewer than ``dim`` such words the last columns stay z
 
 Sentence encoders such as MiniLM blur the exact nouns of a caption; side by side with
 ``minilm:mean`` (text spec ``minilm:mean+tfidf``) these counts took ``infonce_linear`` from a
-fused val rsum of 316.0 to 340.7 on Flickr8k (``benchmarks/bench_quality.py``). Fitted on the train split only (like ``fasttext``), so no
-val caption shapes the vocabulary.
+fused val rsum of 316.0 to 340.7 on Flickr8k (``benchmarks/bench_quality.py``). Fitted on
+the train split only (like ``fasttext``), so no val caption shapes the vocabulary.
 """
 
 from __future__ import annotations
