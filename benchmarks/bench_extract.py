@@ -122,6 +122,7 @@ def save_random_vgg16(checkpoints: Path) -> None:
 def writer_peak_mb(tmp: Path, n: int = 16_384, dim: int = 4096) -> tuple[float, float]:
     """(tracemalloc peak MB of the chunked writer, file size MB) for ``n`` x ``dim`` float32."""
     from xmr_utils.core import features
+    from xmr_utils.core.encoders.base import TextReport
 
     expected = {
         "format": features.FORMAT,
@@ -137,7 +138,7 @@ def writer_peak_mb(tmp: Path, n: int = 16_384, dim: int = 4096) -> tuple[float, 
     paths = features.CachePaths(tmp / "cache" / "bench", "bench__rows")
 
     def encode(start: int, stop: int) -> features.Chunk:
-        return np.full((stop - start, dim), start, np.float32), {}, 0
+        return np.full((stop - start, dim), start, np.float32), {}, TextReport()
 
     tracemalloc.start()
     features.extract_chunks(paths, expected, encode, chunk_size=512, progress=False, desc="bench")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from xmr_utils.app import cli, runner
+from xmr_utils.app import cli, parameters, runner
 from xmr_utils.core.errors import XmrError
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -124,3 +124,127 @@ def test_main_names_the_notebook_that_failed(tmp_path: Path, capsys: pytest.Capt
     assert (run / "executed" / "01_bad.ipynb").exists()
     assert not (run / "executed" / "02_never.ipynb").exists()
     assert not (run / "finished.json").exists()
+
+
+# ---------------------------------------------------------------- parameters checked up front
+
+BAD_VALUES = [
+    # (name, -p text, what the one sentence must say)
+    ("epochs", "abc", "parameter epochs is 'abc', but it must be a whole number"),
+    ("epochs", "-3", "parameter epochs is -3, but it must be a whole number >= 0"),
+    ("epochs", "2.5", "parameter epochs is 2.5, but it must be a whole number"),
+    ("check_images", "false", "parameter check_images is 'false', but it must be True or False"),
+    ("check_images", "1", "parameter check_images is 1, but it must be True or False"),
+    ("dataset", "123", "parameter dataset is '123': it is neither one of synthetic, flickr8k"),
+    ("device", "tpu", "parameter device is 'tpu', but it must be auto, cpu, or cuda"),
+    ("batch_size", "0", "parameter batch_size is 0, but it must be a whole number >= 1"),
+    ("on_missing", "skip", "parameter on_missing is 'skip', but it must be one of error, drop"),
+    ("split_overlap", "yes", "parameter split_overlap is 'yes', but it must be one of error, keep"),
+    ("split", "dev", "parameter split is 'dev', but it must be one of auto, train, val, test"),
+    ("recipes", "vsepp,nope", "parameter recipes is 'vsepp,nope': unknown recipe 'nope'"),
+    ("text_encoder", "glove:max", "parameter text_encoder is 'glove:max': unknown variant"),
+    (
+        "synthetic_images",
+        "4",
+        "parameter synthetic_images is 4, but it must be a whole number >= 15",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def declared() -> dict:
+    return {p.name: runner.declared_parameters(p) for p in runner.notebook_paths(NOTEBOOKS)}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "sentence"), BAD_VALUES, ids=[f"{n}={t}" for n, t, _ in BAD_VALUES]
+)
+def test_bad_values_give_one_sentence_naming_parameter_value_and_domain(
+    declared, name, text, sentence
+) -> None:
+    with pytest.raises(XmrError) as err:
+        runner.resolve_parameters("demo", [(name, text)], declared)
+    message = str(err.value)
+    assert message.startswith(sentence)
+    assert "\n" not in message
+
+
+def test_good_values_are_read_for_their_declared_type(declared) -> None:
+    params = runner.resolve_parameters(
+        "demo",
+        [
+            ("epochs", "0"),
+            ("check_images", "True"),
+            ("dataset", "flickr30k"),
+            ("device", "cpu"),
+            ("split_overlap", "keep"),
+            ("data_dir", "123"),  # a str parameter takes the text as it is
+        ],
+        declared,
+    )
+    assert params["epochs"] == 0 and params["check_images"] is True
+    assert params["data_dir"] == "123" and params["split_overlap"] == "keep"
+
+
+def test_a_dataset_folder_is_accepted_relative_to_the_project_root(declared) -> None:
+    params = runner.resolve_parameters("demo", [("dataset", "notebooks")], declared)
+    assert params["dataset"] == "notebooks"  # a folder; notebook 00 then reads its layout
+
+
+def test_device_cuda_is_refused_without_a_gpu(declared) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(XmrError, match=r"parameter device is 'cuda': no CUDA GPU is visible"):
+        runner.resolve_parameters("demo", [("device", "cuda")], declared)
+
+
+def test_every_rule_names_a_declared_parameter(declared) -> None:
+    """The domain table holds rules for real parameters only (a renamed one fails here)."""
+    names = {k for nb in declared.values() for k in nb}
+    assert set(parameters.PARAMETER_RULES) <= names
+
+
+def test_every_preset_passes_the_checks(declared) -> None:
+    for preset in runner.PRESETS:
+        runner.resolve_parameters(preset, [], declared)
+
+
+def test_check_parameter_is_what_grids_call(declared) -> None:
+    assert parameters.check_parameter("epochs", 3, declared) == 3
+    with pytest.raises(XmrError, match=r"parameter epochs is True, but it must be a whole number"):
+        parameters.check_parameter("epochs", True, declared)
+    with pytest.raises(XmrError, match=r"parameter umap_points is 1, but"):
+        parameters.check_parameter("umap_points", 1, declared)
+
+
+def test_a_default_that_contradicts_its_declared_type_is_refused(tmp_path: Path) -> None:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell('epochs: int = "ten"  # wrong')
+    cell.metadata["tags"] = ["parameters"]
+    book = nbformat.v4.new_notebook(cells=[cell])
+    book.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(book, tmp_path / "00_x.ipynb")
+    with pytest.raises(XmrError, match=r"00_x\.ipynb: parameter epochs is declared int but"):
+        runner.declared_parameters(tmp_path / "00_x.ipynb")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "sentence"), BAD_VALUES[:6], ids=[f"{n}={t}" for n, t, _ in BAD_VALUES[:6]]
+)
+def test_the_command_line_refuses_bad_values_before_any_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture, name, text, sentence
+) -> None:
+    runs = tmp_path / "runs"
+    argv = ["--preset", "smoke", "-p", name, text, "--runs-root", str(runs)]
+    code = cli.main([*argv, "--notebooks", str(NOTEBOOKS)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: {sentence}") and err.count("\n") == 1
+    assert not runs.exists()  # nothing was created, notebook 00 never started

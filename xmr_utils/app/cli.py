@@ -14,17 +14,19 @@ failed or killed run from its last finished notebook, with the run's own paramet
 preset, parameters, axes and notebooks; ``-p`` adds fixed parameters to every cell) under
 ``outputs/ablations/<name>/``, then one table and figure across them (see
 :mod:`xmr_utils.app.ablation`). Exit status 1 when a cell failed (the others still run), 2 for a
-bad grid file.
+bad grid file. ``--workers N`` runs the cells as Dask tasks on a local cluster of N workers,
+``--scheduler ADDRESS|FILE`` on a running Dask scheduler (README: Running on a cluster).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from xmr_utils.app.ablation import run_grid_command
+from xmr_utils.app.ablation import ClusterOptions, run_grid_command
 from xmr_utils.app.runner import (
     NOTEBOOK_DIR,
     PRESETS,
@@ -92,18 +94,91 @@ def build_parser() -> argparse.ArgumentParser:
         default="outputs/ablations",
         help="where --grid writes <name>/ (default outputs/ablations)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --grid: run the cells as Dask tasks on a local cluster of N workers",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="",
+        metavar="ADDRESS|FILE",
+        help="with --grid: run the cells on a running Dask scheduler (tcp://host:8786 or a "
+        "scheduler file)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; exit status 0, 1 (a notebook failed), 2 (bad arguments or an
+    unwritable folder) or 130 (interrupted with Ctrl-C: one line, the run left resumable)."""
+    started: dict[str, Path] = {}  # the body records the run folder or grid once begun
+    try:
+        return _main(argv, started)
+    except KeyboardInterrupt:
+        print(interrupted_message(started), file=sys.stderr)
+        return 130
+    except OSError as err:
+        if err.filename is None or err.errno not in UNWRITABLE:
+            raise
+        print(f"error: {unwritable_message(err)}", file=sys.stderr)
+        return 2
+
+
+def interrupted_message(started: dict[str, Path]) -> str:
+    """The one line printed on Ctrl-C: what was interrupted and how to continue it
+    (``started`` holds the ``run_dir`` or ``grid`` the body had begun, if any)."""
+    if "run_dir" in started:
+        run_dir = started["run_dir"]
+        return (
+            f"interrupted: the run in {run_dir} is unfinished; continue it with "
+            f"python -m xmr_utils.pipeline --resume {run_dir}"
+        )
+    if "grid" in started:
+        return (
+            f"interrupted: rerun python -m xmr_utils.pipeline --grid {started['grid']} to "
+            "continue the grid (finished cells are skipped)"
+        )
+    return "interrupted before a run folder was created; nothing to resume"
+
+
+#: errno values that mean "this place cannot be written" (read-only, not ours, not a folder, full)
+UNWRITABLE = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT}
+)
+
+
+def unwritable_message(err: OSError) -> str:
+    """One sentence for a place that cannot be written (a read-only ``outputs/``, say), naming
+    the deepest existing folder on the way (or the file standing where a folder should be)."""
+    path = Path(err.filename)
+    reason = err.strerror or type(err).__name__
+    existing = next((p for p in (path, *path.parents) if p.exists()), path)
+    if existing.is_file() and existing != path:
+        what = f"{existing} is a file, not a folder"
+    else:
+        what = f"{existing} is not a folder this user can write"
+    return (
+        f"cannot write {path} ({reason}): {what}; make it a writable folder, or write the run "
+        "elsewhere with --runs-root DIR (or --run-dir DIR)"
+    )
+
+
+def _main(argv: Sequence[str] | None, started: dict[str, Path]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cluster = args.workers or args.scheduler
+    if cluster and not args.grid:
+        parser.error("--workers/--scheduler run the cells of a grid; they need --grid FILE")
     if args.grid:
         if args.run_dir or args.only or args.resume or args.runs_root != DEFAULT_RUNS_ROOT:
             parser.error(
                 "--grid picks each cell's run folder and notebooks itself; drop "
                 "--run-dir/--only/--resume/--runs-root (set notebooks in the grid file)"
             )
+        started["grid"] = Path(args.grid)
         return run_grid_command(
             args.grid,
             preset=args.preset,
@@ -111,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notebook_dir=args.notebooks,
             root=args.ablations_root,
             log_output=args.log_output,
+            cluster=ClusterOptions(args.workers, args.scheduler) if cluster else None,
         )
     if args.resume:
         if args.run_dir or args.only or args.param or args.preset:
@@ -118,11 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--resume continues a run with its own recorded parameters and notebooks; "
                 "drop --preset/-p/--only/--run-dir"
             )
+        started["run_dir"] = resolve_path(args.resume)
         return _resume(args)
-    return _new_run(args)
+    return _new_run(args, started)
 
 
-def _new_run(args: argparse.Namespace) -> int:
+def _new_run(args: argparse.Namespace, started: dict[str, Path]) -> int:
     """A fresh run: the preset and ``-p`` values checked, the run created, its notebooks run."""
     preset = args.preset or "demo"
     try:
@@ -140,6 +217,7 @@ def _new_run(args: argparse.Namespace) -> int:
     except XmrError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    started["run_dir"] = run_dir
     print(f"[xmr] run folder: {run_dir}", flush=True)
     results = execute_run(
         run_dir, selected, params, log_output=args.log_output, runs_root=args.runs_root

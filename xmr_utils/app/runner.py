@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from xmr_utils.app.env import apply_defaults as apply_env_defaults
+from xmr_utils.app.interrupt import interrupt_kernel_on_sigint
+from xmr_utils.app.parameters import check_parameter, parse_parameter
 from xmr_utils.app.run_lock import own_run
 from xmr_utils.app.runs import (
     RunLayout,
     mark_finished,
+    read_json,
     read_params,
     read_plan,
     read_status,
@@ -85,11 +88,34 @@ def notebook_paths(notebook_dir: str | Path = NOTEBOOK_DIR) -> list[Path]:
 
 def declared_parameters(path: Path) -> dict[str, Any]:
     """Name -> default value of the notebook's ``parameters`` cell (papermill's inspection gives
-    the source text of each default; the cell holds literals only, so it evaluates safely)."""
+    the source text of each default; the cell holds literals only, so it evaluates safely).
+
+    The default has the declared type (``epochs: int = 0``), so the type of the default is the
+    type every value of that parameter is checked against (:mod:`xmr_utils.app.parameters`).
+    """
     import papermill
 
     declared = papermill.inspect_notebook(str(path))
-    return {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
+    defaults = {}
+    for name, info in declared.items():
+        default = ast.literal_eval(info["default"])
+        kind = info.get("inferred_type_name") or "None"
+        if kind in _TYPES and not isinstance(default, _TYPES[kind]):
+            raise XmrError(
+                f"{path.name}: parameter {name} is declared {kind} but defaults to "
+                f"{default!r}; make the default a {kind}"
+            )
+        defaults[name] = default
+    return defaults
+
+
+#: papermill's inferred type name -> the types a default of that declaration may have
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "str": str,
+}
 
 
 def parse_value(text: str) -> Any:
@@ -105,15 +131,20 @@ def resolve_parameters(
     preset: str, overrides: Sequence[tuple[str, str]], declared: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
     """Every notebook parameter's effective value: the notebooks' defaults, then the preset,
-    then the ``-p`` overrides (each name must be declared by some notebook)."""
+    then the ``-p`` overrides (each name must be declared by some notebook).
+
+    Every value is checked against the type its notebook declares and its domain before
+    anything runs (:func:`xmr_utils.app.parameters.check_parameter`): a bad one raises
+    XmrError in one sentence naming the parameter, the value and what is accepted.
+    """
     if preset not in PRESETS:
         raise unknown_choice("preset", preset, PRESETS)
     defaults = {k: v for nb in declared.values() for k, v in nb.items() if k != "run_dir"}
     params = {**defaults, **PRESETS[preset]}
     for name, text in overrides:
-        if name not in defaults:
-            raise unknown_choice("parameter", name, defaults)
-        params[name] = parse_value(text)
+        params[name] = parse_parameter(name, text, declared)
+    for name, value in params.items():
+        check_parameter(name, value, declared)
     return params
 
 
@@ -136,13 +167,16 @@ def run_notebooks(
 
     Each finished (or failed) notebook is recorded in the run's ``status.json``, so
     :func:`resume_run` knows where to continue. The caller owns the run
-    (:func:`execute_run` holds its lock).
+    (:func:`execute_run` holds its lock). After each notebook, the data-quality findings it
+    recorded (:func:`data_findings`) are printed, one ``[xmr] data: ...`` line each; Ctrl-C
+    stops the running cell (:mod:`xmr_utils.app.interrupt`) and raises ``KeyboardInterrupt``.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     apply_env_defaults()  # inherited by the kernels papermill starts
     results = []
+    shown: list[str] = []  # findings already printed
     for path in paths:
         declared = declared_parameters(path)
         nb_params = {k: v for k, v in params.items() if k in declared}
@@ -150,16 +184,22 @@ def run_notebooks(
         start = time.perf_counter()
         print(f"[xmr] {path.name} ...", flush=True)
         try:
-            papermill.execute_notebook(
-                str(path),
-                str(RunLayout(run_dir).executed_notebook(path.stem)),
-                parameters=nb_params,
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=log_output,
-                cwd=str(resolve_path(".")),
-            )
+            with interrupt_kernel_on_sigint() as interrupts:
+                papermill.execute_notebook(
+                    str(path),
+                    str(RunLayout(run_dir).executed_notebook(path.stem)),
+                    parameters=nb_params,
+                    kernel_name="python3",
+                    progress_bar=False,
+                    log_output=log_output,
+                    cwd=str(resolve_path(".")),
+                    kernel_manager_class=interrupts.manager_class,
+                )
         except PapermillExecutionError as err:
+            if interrupts.pressed:  # Ctrl-C stopped the cell: the caller says so in one line
+                seconds = time.perf_counter() - start
+                record_notebook(run_dir, path.stem, seconds, error="interrupted (Ctrl-C)")
+                raise KeyboardInterrupt from None
             line = f"{err.ename}: {err.evalue}".strip()
             results.append(NotebookResult(path.stem, time.perf_counter() - start, line))
             record_notebook(run_dir, path.stem, results[-1].seconds, error=line)
@@ -167,7 +207,24 @@ def run_notebooks(
         results.append(NotebookResult(path.stem, time.perf_counter() - start))
         record_notebook(run_dir, path.stem, results[-1].seconds)
         print(f"[xmr] {path.name} done in {results[-1].seconds:.1f} s", flush=True)
+        for line in data_findings(run_dir):
+            if line not in shown:
+                shown.append(line)
+                print(f"[xmr] data: {line}", flush=True)
     return results
+
+
+def data_findings(run_dir: Path) -> list[str]:
+    """The data-quality findings recorded in the run's validation report (``corpus.json``,
+    written by notebook 00, text-encoding counts added by 01): one short line each."""
+    path = RunLayout(Path(run_dir)).corpus
+    if not path.exists():
+        return []
+    validation = read_json(path).get("validation", {})
+    return [
+        *validation.get("findings", []),
+        *validation.get("text_encoding", {}).get("findings", []),
+    ]
 
 
 def execute_run(

@@ -32,6 +32,8 @@ from xmr_utils.app.viz import umap_2d
 from xmr_utils.core import features
 from xmr_utils.core.config import DIRECTIONS, RECIPES, parse_recipes, recipe_with
 from xmr_utils.core.data import DATASET_NAMES, load_corpus
+from xmr_utils.core.data.load import STUDY_SPLITS
+from xmr_utils.core.data.validate import text_encoding_report
 from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
@@ -88,7 +90,9 @@ def split_view(corpus: CaptionCorpus, split: str) -> SplitView:
 
 
 def load_corpus_for(params: dict[str, Any]) -> CaptionCorpus:
-    """The corpus named by a run's recorded data parameters (those of notebook 00)."""
+    """The corpus named by a run's recorded data parameters (those of notebook 00); the
+    splits the study trains and selects on (:data:`~xmr_utils.core.data.load.STUDY_SPLITS`)
+    must not be empty."""
 
     dataset = params["dataset"]
     return load_corpus(
@@ -97,6 +101,8 @@ def load_corpus_for(params: dict[str, Any]) -> CaptionCorpus:
         split_seed=int(params.get("split_seed", 0)),
         synthetic_images=int(params.get("synthetic_images", 600)),
         on_missing=params.get("on_missing", "error"),
+        split_overlap=params.get("split_overlap", "error"),
+        required_splits=STUDY_SPLITS,
     )
 
 
@@ -243,6 +249,31 @@ def extract_features(
     )
     table.attrs["cache"] = str(features.dataset_folder(cache, corpus))
     return FeatureSummary(image_feats, text_feats, table)
+
+
+def record_text_encoding(
+    run_dir: Path,
+    corpus: CaptionCorpus,
+    summary: FeatureSummary,
+    text_encoder: str,
+    features_dir: str | Path,
+) -> pd.DataFrame:
+    """Notebook 01: count, in the run's validation report (``corpus.json`` under
+    ``validation.text_encoding``), the captions the text encoder could not read in full — no
+    known word (zero vectors) and longer than its token limit (cut) — and show the counts."""
+    import pandas as pd
+
+    report = features.cached_text_report(corpus, text_encoder, resolve_path(features_dir))
+    entry = text_encoding_report(corpus, text_encoder, report, summary.text_feats)
+    update_json(RunLayout(Path(run_dir)).corpus, ("validation", "text_encoding"), entry)
+    truncated = entry["truncated"]
+    limit = f"longer than {truncated['max_tokens']} tokens" if truncated["max_tokens"] else "cut"
+    rows = [
+        ("captions with no known word (zero vectors)", entry["no_known_word"]["count"]),
+        (f"captions {limit}, encoded from their beginning", truncated["count"]),
+    ]
+    frame = pd.DataFrame(rows, columns=["check", text_encoder]).set_index("check")
+    return frame.fillna("not counted (cached before counting)")
 
 
 def nearest_neighbours(

@@ -149,3 +149,53 @@ def karpathy_json(images: dict[str, str], sentences: int = 5) -> str:
         for i, (name, split) in enumerate(images.items())
     ]
     return json.dumps({"dataset": "flickr30k", "images": entries})
+
+
+# ---------------------------------------------------------------- the official Flickr8k release
+
+RELEASE_ABSENT = "2258277193_586949ec62.jpg"  # captioned, in no split file, not in the archive
+RELEASE_IMAGES = tuple(f"{1000268201 + 7919 * i}_{i:010x}.jpg" for i in range(8091))
+RELEASE_SPLITS = {"train": (0, 6000), "val": (6000, 7000), "test": (7000, 8000)}  # 91 in none
+RELEASE_SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "val": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
+RELEASE_ABSENT_AT = 4000  # the absent image's captions come after this many images' rows
+
+
+def release_token_lines() -> list[str]:
+    """``Flickr8k.token.txt`` of the release: 5 captions for each of the 8091 images, 5 for
+    the absent image, and 5 stray ``<absent>.1#n`` entries right after them (40,465 lines)."""
+    lines = []
+    for i, name in enumerate(RELEASE_IMAGES):
+        if i == RELEASE_ABSENT_AT:
+            lines += [f"{RELEASE_ABSENT}#{k}\tPeople waiting for a train , {k} ." for k in range(5)]
+            lines += [f"{RELEASE_ABSENT}.1#{k}\tA stray caption {k} ." for k in range(5)]
+        lines += [f"{name}#{k}\tCaption {k} of photo {i} ." for k in range(5)]
+    return lines
+
+
+def build_flickr8k_release(root: Path) -> Path:
+    """Write the official Flickr8k layout with the public files' quirks into ``root``.
+
+    ``Flicker8k_Dataset/`` holds 8091 (identical, tiny) JPEGs; ``Flickr8k_text/`` holds the
+    token file of :func:`release_token_lines` and all three split files (6000/1000/1000 of
+    the present images; 91 present images are in no split file, as in the release).
+    """
+    folder = root / "Flicker8k_Dataset"
+    folder.mkdir(parents=True)
+    data = jpeg_bytes()
+    for name in RELEASE_IMAGES:
+        (folder / name).write_bytes(data)
+    text = root / "Flickr8k_text"
+    write_text(text / "Flickr8k.token.txt", release_token_lines())
+    for split, (start, stop) in RELEASE_SPLITS.items():
+        write_text(text / RELEASE_SPLIT_FILES[split], RELEASE_IMAGES[start:stop])
+    return root
+
+
+@pytest.fixture
+def flickr8k_release(tmp_path: Path) -> Path:
+    """The official Flickr8k release with its quirks (:func:`build_flickr8k_release`)."""
+    return build_flickr8k_release(tmp_path / "Flickr8k")

@@ -2,19 +2,30 @@
 
 Shared by every layout reader so that the policies are the same everywhere:
 
-- empty or whitespace-only captions are dropped and reported (line numbers kept);
+- empty or whitespace-only captions are dropped and reported (line numbers kept); two rows
+  with the same image and comment number are reported (``duplicate_comment``);
 - an image referenced by a caption or split file but missing on disk fails the load
   (first few names with file:line, and the count) unless ``on_missing="drop"``, which
   drops the image and its captions and reports each one;
+- known quirks are skipped and reported instead: a quirk's image without captions (the
+  Flickr8k stray ``.jpg.1`` entries) and, where the split files say so
+  (:attr:`~xmr_utils.core.data.records.SplitAssignment.unsplit_absent_is_quirk`), a
+  captioned image that is in no split file and absent on disk; an image that a split file
+  names must exist;
 - an image with no (non-empty) caption is not part of the corpus: on disk it is reported
   as uncaptioned, listed in a split it is reported as a split image without captions;
+- an image listed in more than one split fails the load (names, where each split lists
+  them, count) unless ``split_overlap="keep"``, which keeps it in each split and reports it;
+- a dataset with no usable caption left fails the load, naming the caption file;
 - without a split from the dataset, a seeded split (:mod:`xmr_utils.core.data.splits`) is used.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +37,7 @@ from xmr_utils.core.data.splits import seeded_split, seeded_split_source
 from xmr_utils.core.errors import XmrError, unknown_choice
 
 ON_MISSING: tuple[str, ...] = ("error", "drop")
+SPLIT_OVERLAP: tuple[str, ...] = ("error", "keep")
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 SHOW_MISSING = 5
 
@@ -34,6 +46,12 @@ def check_on_missing(on_missing: str) -> None:
     """Raise a clear error unless ``on_missing`` is one of :data:`ON_MISSING`."""
     if on_missing not in ON_MISSING:
         raise unknown_choice("on_missing", on_missing, ON_MISSING)
+
+
+def check_split_overlap(split_overlap: str) -> None:
+    """Raise a clear error unless ``split_overlap`` is one of :data:`SPLIT_OVERLAP`."""
+    if split_overlap not in SPLIT_OVERLAP:
+        raise unknown_choice("split_overlap", split_overlap, SPLIT_OVERLAP)
 
 
 def files_on_disk(image_dir: Path, names: Iterable[str]) -> set[str]:
@@ -53,25 +71,13 @@ def files_on_disk(image_dir: Path, names: Iterable[str]) -> set[str]:
     return present
 
 
-def _first_origins(
-    names: list[str], records: CaptionRecords, splits: SplitAssignment | None
-) -> dict[str, tuple[str, int]]:
-    """``name -> (file, line)`` of the first caption row (else split entry) naming each image."""
-    wanted = set(names)
-    origins: dict[str, tuple[str, int]] = {}
-    for name, line in zip(records.image_names, records.lines, strict=True):
-        if name in wanted and name not in origins:
-            origins[name] = (records.file, line)
-    for name in wanted - origins.keys():
-        if splits is not None and name in splits.origin:
-            origins[name] = splits.origin[name]
-        else:
-            origins[name] = (records.file, 0)
-    return origins
+@dataclass(frozen=True)
+class _Rows:
+    """The caption rows kept after dropping empty captions: indices into the records."""
 
-
-def _where(origin: tuple[str, int]) -> str:
-    return f"{origin[0]}:{origin[1]}" if origin[1] else origin[0]
+    rows: list[int]
+    names: list[str]
+    texts: list[str]
 
 
 def build_corpus(
@@ -83,71 +89,40 @@ def build_corpus(
     *,
     on_missing: str = "error",
     split_seed: int = 0,
+    split_overlap: str = "error",
 ) -> CaptionCorpus:
     """Check ``records`` and ``splits`` against the images in ``image_dir``; build the corpus.
 
     Images are ordered by their first caption row. ``splits=None`` means a seeded split.
     """
     check_on_missing(on_missing)
+    check_split_overlap(split_overlap)
     events: list[ReaderEvent] = list(records.events)
     if splits is not None:
         events.extend(splits.events)
+    kept = _non_empty_rows(records, events)
+    if not kept.rows:
+        raise _empty_dataset_error(root, image_dir, records, kept)
+    events.extend(_duplicate_comment_events(records))
+    present, dropped = _check_on_disk(image_dir, records, kept, splits, on_missing, events)
 
-    # 1. empty captions
-    keep_rows = [i for i, text in enumerate(records.texts) if text.strip()]
-    if len(keep_rows) != len(records.texts):
-        events.extend(_empty_caption_events(records, set(keep_rows)))
-    row_names = [records.image_names[i] for i in keep_rows]
-    row_texts = [records.texts[i].strip() for i in keep_rows]
-
-    # 2. images referenced but missing on disk
-    captioned = dict.fromkeys(row_names)
-    listed = {} if splits is None else dict.fromkeys(n for m in splits.members.values() for n in m)
-    referenced = list(dict.fromkeys([*captioned, *listed]))
-    present = files_on_disk(image_dir, referenced)
-    absent = [n for n in referenced if n not in present]
-    # a known quirk's image (Flickr8k's stray .jpg.1) without captions is reported by the
-    # split check below instead of failing the load
-    missing = [n for n in absent if n not in records.known_absent or n in captioned]
-    origins = _first_origins(missing, records, splits) if missing else {}
-    if missing and on_missing == "error":
-        shown = ", ".join(f"{n!r} ({_where(origins[n])})" for n in missing[:SHOW_MISSING])
-        more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
-        raise XmrError(
-            f"{len(missing)} image(s) referenced by the dataset are missing from {image_dir}: "
-            f"{shown}{more}; restore them or pass on_missing='drop' to drop and report them"
-        )
-    for n in missing:
-        file, line = origins[n]
-        events.append(
-            ReaderEvent(
-                "missing_image",
-                file,
-                line,
-                n,
-                f"{n} is referenced but missing from {image_dir.name}/; dropped with its captions",
-            )
-        )
-    dropped = set(missing)
-
-    # 3. the corpus images: captioned and present
-    image_names = [n for n in captioned if n not in dropped]
+    image_names = [n for n in dict.fromkeys(kept.names) if n not in dropped]
+    if not image_names:
+        raise _empty_dataset_error(root, image_dir, records, kept)
     index = {n: i for i, n in enumerate(image_names)}
-    rows = [i for i, n in enumerate(row_names) if n in index]
-    owner = np.fromiter((index[row_names[i]] for i in rows), dtype=np.int64, count=len(rows))
-    captions = tuple(row_texts[i] for i in rows)
-
-    # 4. images on disk without captions (top-level names of the listing above)
-    top_level = sorted(n for n in present if "/" not in n)
+    rows = [i for i, n in enumerate(kept.names) if n in index]
+    owner = np.fromiter((index[kept.names[i]] for i in rows), dtype=np.int64, count=len(rows))
+    captions = tuple(kept.texts[i] for i in rows)
+    top_level = sorted(n for n in present if "/" not in n)  # on disk, not in sub-folders
     events.extend(_uncaptioned_events(top_level, index, image_dir, root))
 
-    # 5. splits
     if splits is None:
         split_idx = seeded_split(len(image_names), split_seed)
         split_source = seeded_split_source(split_seed)
     else:
         split_idx, split_events = _resolve_splits(splits, index, dropped)
         events.extend(split_events)
+        events.extend(_overlap_events(split_idx, splits, image_names, split_overlap))
         split_source = splits.source
 
     return CaptionCorpus(
@@ -163,18 +138,139 @@ def build_corpus(
     )
 
 
-def _empty_caption_events(records: CaptionRecords, kept: set[int]) -> list[ReaderEvent]:
-    return [
-        ReaderEvent(
-            "empty_caption",
-            records.file,
-            records.lines[i],
-            records.image_names[i],
-            f"empty caption for {records.image_names[i]} dropped",
+def _non_empty_rows(records: CaptionRecords, events: list[ReaderEvent]) -> _Rows:
+    """The rows with a non-blank caption; each dropped row is reported with its line."""
+    rows = []
+    for i, text in enumerate(records.texts):
+        if text.strip():
+            rows.append(i)
+            continue
+        events.append(
+            ReaderEvent(
+                "empty_caption",
+                records.file,
+                records.lines[i],
+                records.image_names[i],
+                f"empty caption for {records.image_names[i]} dropped",
+            )
         )
-        for i in range(len(records.texts))
-        if i not in kept
+    names = [records.image_names[i] for i in rows]
+    return _Rows(rows, names, [records.texts[i].strip() for i in rows])
+
+
+def _duplicate_comment_events(records: CaptionRecords) -> list[ReaderEvent]:
+    """One event per row that repeats an earlier row's ``(image, comment number)``."""
+    if not records.numbers:
+        return []
+    first: dict[tuple[str, int], int] = {}
+    events = []
+    for row, key in enumerate(zip(records.image_names, records.numbers, strict=True)):
+        if key not in first:
+            first[key] = row
+            continue
+        earlier = first[key]
+        same = records.texts[row].strip() == records.texts[earlier].strip()
+        what = (
+            "repeats the same caption"
+            if same
+            else f"has {records.texts[row]!r} where line {records.lines[earlier]} has "
+            f"{records.texts[earlier]!r}"
+        )
+        events.append(
+            ReaderEvent(
+                "duplicate_comment",
+                records.file,
+                records.lines[row],
+                key[0],
+                f"second row for {key[0]} comment {key[1]}: {what}; both kept",
+            )
+        )
+    return events
+
+
+def _check_on_disk(
+    image_dir: Path,
+    records: CaptionRecords,
+    kept: _Rows,
+    splits: SplitAssignment | None,
+    on_missing: str,
+    events: list[ReaderEvent],
+) -> tuple[set[str], set[str]]:
+    """``(names on disk, names left out)``: fails on a missing image (``on_missing="error"``),
+    else reports it; skips and reports the known quirks (see the module docstring)."""
+    captioned = dict.fromkeys(kept.names)
+    listed = {} if splits is None else dict.fromkeys(n for m in splits.members.values() for n in m)
+    referenced = list(dict.fromkeys([*captioned, *listed]))
+    present = files_on_disk(image_dir, referenced)
+    absent = [n for n in referenced if n not in present]
+    quirk_ok = splits is not None and splits.unsplit_absent_is_quirk
+    skipped = [n for n in absent if quirk_ok and n in captioned and n not in listed]
+    # a known quirk's image (Flickr8k's stray .jpg.1) without captions is reported by the
+    # split check instead of failing the load
+    missing = [
+        n for n in absent if n not in skipped and (n not in records.known_absent or n in captioned)
     ]
+    origins = _first_origins(missing + skipped, records, splits)
+    if missing and on_missing == "error":
+        shown = ", ".join(f"{n!r} ({_where(origins[n])})" for n in missing[:SHOW_MISSING])
+        more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
+        raise XmrError(
+            f"{len(missing)} image(s) referenced by the dataset are missing from {image_dir}: "
+            f"{shown}{more}; restore them or pass on_missing='drop' to drop and report them"
+        )
+    counts = Counter(kept.names)
+    for n in skipped:
+        file, line = origins[n]
+        message = (
+            f"{n} has {counts[n]} caption(s) but is in no split file and not in "
+            f"{image_dir.name}/ (a known quirk of the official Flickr8k release); skipped"
+        )
+        events.append(ReaderEvent("absent_unsplit_image", file, line, n, message))
+    for n in missing:
+        file, line = origins[n]
+        message = f"{n} is referenced but missing from {image_dir.name}/; dropped with its captions"
+        events.append(ReaderEvent("missing_image", file, line, n, message))
+    return present, {*missing, *skipped}
+
+
+def _first_origins(
+    names: list[str], records: CaptionRecords, splits: SplitAssignment | None
+) -> dict[str, tuple[str, int]]:
+    """``name -> (file, line)`` of the first caption row (else split entry) naming each image."""
+    wanted = set(names)
+    origins: dict[str, tuple[str, int]] = {}
+    if not wanted:
+        return origins
+    for name, line in zip(records.image_names, records.lines, strict=True):
+        if name in wanted and name not in origins:
+            origins[name] = (records.file, line)
+    for name in wanted - origins.keys():
+        if splits is not None and name in splits.origin:
+            origins[name] = splits.origin[name]
+        else:
+            origins[name] = (records.file, 0)
+    return origins
+
+
+def _where(origin: tuple[str, int]) -> str:
+    return f"{origin[0]}:{origin[1]}" if origin[1] else origin[0]
+
+
+def _empty_dataset_error(
+    root: Path, image_dir: Path, records: CaptionRecords, kept: _Rows
+) -> XmrError:
+    """The error for a dataset with no usable caption left, naming the caption file."""
+    path = root / records.file
+    if not records.texts:
+        why = "holds no caption rows (at most a header)"
+    elif not kept.rows:
+        why = f"has {len(records.texts)} caption rows, all of them empty"
+    else:
+        why = f"names {len(set(kept.names))} image(s), none of them in {image_dir}"
+    return XmrError(
+        f"{path} {why}, so the dataset is empty; replace it with the complete caption file "
+        "or point dataset at another folder"
+    )
 
 
 def _uncaptioned_events(
@@ -231,3 +327,39 @@ def _resolve_splits(
                 )
             )
     return result, events
+
+
+def _overlap_events(
+    split_idx: dict[str, np.ndarray],
+    splits: SplitAssignment,
+    image_names: list[str],
+    split_overlap: str,
+) -> list[ReaderEvent]:
+    """Refuse (``split_overlap="error"``) or report (``"keep"``) images in several splits."""
+    member_of: dict[int, list[str]] = {}
+    for split in SPLIT_NAMES:
+        for i in split_idx.get(split, ()):
+            member_of.setdefault(int(i), []).append(split)
+    shared = [(image_names[i], names) for i, names in member_of.items() if len(names) > 1]
+    if not shared:
+        return []
+    listed = {n: "; ".join(splits.location(s, n) for s in names) for n, names in shared}
+    if split_overlap == "error":
+        shown = ", ".join(f"{n!r} ({listed[n]})" for n, _ in shared[:SHOW_MISSING])
+        more = f" and {len(shared) - SHOW_MISSING} more" if len(shared) > SHOW_MISSING else ""
+        raise XmrError(
+            f"{len(shared)} image(s) are listed in more than one split, so the metrics would "
+            f"score images the model trained or was selected on: {shown}{more}; list each "
+            "image in one split only, or pass split_overlap='keep' (-p split_overlap keep) to "
+            "keep them in each split"
+        )
+    return [
+        ReaderEvent(
+            "split_overlap",
+            splits.source,
+            0,
+            n,
+            f"{n} is in the {' and '.join(names)} splits ({listed[n]}); kept in each",
+        )
+        for n, names in shared
+    ]

@@ -16,6 +16,13 @@ EVENT_KINDS: dict[str, str] = {
     "uncaptioned_image": "image on disk without captions, not in the corpus",
     "split_without_captions": "image listed in a split but without captions, left out",
     "unsplit_image": "captioned image in no split",
+    "absent_unsplit_image": (
+        "captioned image absent on disk and in no split, skipped with its captions (known quirk)"
+    ),
+    "split_overlap": "image in more than one split, kept in each (split_overlap='keep')",
+    "duplicate_comment": "two caption rows with the same image and comment number",
+    "karpathy_mismatch": "Karpathy JSON that disagrees with the caption file or its own name",
+    "foreign_karpathy": "Karpathy JSON of another dataset, not used for the splits",
 }
 
 

@@ -41,25 +41,29 @@ def read_results_csv(path: Path, rel: str) -> CaptionRecords:
     texts: list[str] = []
     line_numbers: list[int] = []
     events: list[ReaderEvent] = []
+    numbers: list[int] = []
     for number, line in enumerate(lines[1:], start=2):
         parts = line.split("|")
         if len(parts) == 3 and parts[1].strip().isdigit():
             names.append(parts[0].strip())
+            numbers.append(int(parts[1]))
             texts.append(parts[2].strip())
             line_numbers.append(number)
             continue
         row = _repair(parts, line, rel, number, events)
         if row is not None:
             names.append(row[0])
-            texts.append(row[1])
+            numbers.append(row[1])
+            texts.append(row[2])
             line_numbers.append(number)
-    return CaptionRecords(rel, names, texts, line_numbers, events)
+    return CaptionRecords(rel, names, texts, line_numbers, events, numbers=numbers)
 
 
 def _repair(
     parts: list[str], line: str, rel: str, number: int, events: list[ReaderEvent]
-) -> tuple[str, str] | None:
-    """Fix a row that is not ``name| number| caption``; None for a skipped blank line."""
+) -> tuple[str, int, str] | None:
+    """Fix a row that is not ``name| number| caption`` into ``(name, comment number,
+    caption)``; None for a skipped blank line."""
     if not line.strip():
         events.append(ReaderEvent("skipped_row", rel, number, "", "blank line skipped"))
         return None
@@ -86,7 +90,7 @@ def _repair(
                 f"as {match.group(2)!r}",
             )
         )
-        return name, match.group(2).strip()
+        return name, int(match.group(1)), match.group(2).strip()
     if not parts[1].strip().isdigit():
         raise XmrError(
             f"{rel}:{number}: comment_number {parts[1].strip()!r} of {name} is not a "
@@ -98,4 +102,4 @@ def _repair(
             "fixed_row", rel, number, name, f"caption of {name} contains '|'; kept it whole"
         )
     )
-    return name, caption
+    return name, int(parts[1]), caption

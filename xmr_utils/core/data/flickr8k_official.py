@@ -1,11 +1,20 @@
 """Reader of the official Flickr8k text files.
 
-``Flickr8k.token.txt`` holds ``<image>#<n>\\t<caption>`` lines. Known quirk: the public
-file has stray entries ``2258277193_586949ec62.jpg.1#n`` for an image that is not in the
-image folder; any ``<image>.jpg.<digits>#n`` entry is skipped and reported, and the image
-it names may be absent from disk without failing the load. A row whose tab was turned
-into spaces is repaired and reported. Split files ``Flickr_8k.{train,dev,test}Images.txt``
-list one image per line (dev -> val); a missing split file gives an empty split, reported.
+``Flickr8k.token.txt`` holds ``<image>#<n>\\t<caption>`` lines. Known quirks of the public
+release, each handled and reported:
+
+- stray entries ``2258277193_586949ec62.jpg.1#n`` for an image that is not in the image
+  folder: any ``<image>.jpg.<digits>#n`` entry is skipped, and the image it names may be
+  absent from disk without failing the load;
+- five captions for ``2258277193_586949ec62.jpg``, an image that no split file lists and the
+  image archive does not ship (8091 JPEGs for 8092 captioned names): a captioned image that is
+  in no split file and absent on disk is skipped with its captions
+  (:attr:`~xmr_utils.core.data.records.SplitAssignment.unsplit_absent_is_quirk`); an image
+  that a split file names must still exist;
+- a row whose tab was turned into spaces is repaired.
+
+Split files ``Flickr_8k.{train,dev,test}Images.txt`` list one image per line (dev -> val); a
+missing split file gives an empty split, reported.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ def read_token_file(path: Path, rel: str) -> CaptionRecords:
     line_numbers: list[int] = []
     events: list[ReaderEvent] = []
     known_absent: set[str] = set()
+    numbers: list[int] = []
     for number, line in enumerate(read_lines(path), start=1):
         caption_id, tab, text = line.partition("\t")
         if not tab:
@@ -79,18 +89,21 @@ def read_token_file(path: Path, rel: str) -> CaptionRecords:
         names.append(name)
         texts.append(text.strip())
         line_numbers.append(number)
-    return CaptionRecords(rel, names, texts, line_numbers, events, frozenset(known_absent))
+        numbers.append(int(index))
+    return CaptionRecords(rel, names, texts, line_numbers, events, frozenset(known_absent), numbers)
 
 
 def read_split_files(text_dir: Path, root: Path) -> SplitAssignment:
     """Image names per split from the official split files in ``text_dir``."""
     members: dict[str, list[str]] = {}
     origin: dict[str, tuple[str, int]] = {}
+    locations: dict[str, dict[str, str]] = {}
     events: list[ReaderEvent] = []
     for split, file_name in SPLIT_FILES.items():
         path = text_dir / file_name
         rel = path.relative_to(root).as_posix()
         members[split] = []
+        locations[split] = {}
         if not path.is_file():
             events.append(
                 ReaderEvent(
@@ -108,4 +121,12 @@ def read_split_files(text_dir: Path, root: Path) -> SplitAssignment:
                 continue
             members[split].append(name)
             origin.setdefault(name, (rel, number))
-    return SplitAssignment("official Flickr8k split files", members, origin, events)
+            locations[split].setdefault(name, f"{rel}:{number}")
+    return SplitAssignment(
+        "official Flickr8k split files",
+        members,
+        origin,
+        events,
+        locations,
+        unsplit_absent_is_quirk=True,
+    )

@@ -10,7 +10,9 @@ Layouts (caption file + image folder, relative to the dataset root):
 - ``karpathy``: only a ``dataset_{flickr30k,flickr8k,coco}.json`` + an image folder.
 
 A Karpathy JSON beside a caption layout supplies that layout's splits (see
-:mod:`xmr_utils.core.data.load`).
+:mod:`xmr_utils.core.data.load`); a Karpathy JSON named for another dataset (a
+``dataset_flickr8k.json`` in a Flickr30k folder) is listed in ``Layout.foreign_karpathy``,
+reported and not used.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xmr_utils.core.data.karpathy import KARPATHY_FILES
+from xmr_utils.core.data.karpathy import KARPATHY_FILES, dataset_of_file
 from xmr_utils.core.errors import XmrError
 
 SYNTHETIC_MARKER = "synthetic.json"
@@ -80,6 +82,9 @@ class Layout:
         image_dir: folder holding the images.
         caption_file: the layout's caption file (None for ``karpathy``).
         karpathy_json: the Karpathy JSON supplying splits (and, for ``karpathy``, captions).
+        dataset: the canonical dataset the layout holds (``flickr30k``, ``flickr8k``, ``coco``),
+            also for a synthetic folder in a Flickr layout.
+        foreign_karpathy: Karpathy JSONs in the root named for another dataset (not used).
     """
 
     kind: str
@@ -88,6 +93,8 @@ class Layout:
     image_dir: Path
     caption_file: Path | None
     karpathy_json: Path | None
+    dataset: str = ""
+    foreign_karpathy: tuple[Path, ...] = ()
 
 
 def looked_for() -> str:
@@ -125,6 +132,11 @@ def detect_layout(root: Path) -> Layout:
             )
         karpathy = root / spec.karpathy_file
         synthetic = (root / SYNTHETIC_MARKER).is_file()
+        foreign = tuple(
+            root / name
+            for name in KARPATHY_FILES
+            if name != spec.karpathy_file and (root / name).is_file()
+        )
         found.append(
             Layout(
                 spec.kind,
@@ -133,6 +145,8 @@ def detect_layout(root: Path) -> Layout:
                 image_dir,
                 caption_file,
                 karpathy if karpathy.is_file() else None,
+                spec.dataset,
+                foreign,
             )
         )
     if len(found) > 1:
@@ -150,6 +164,6 @@ def detect_layout(root: Path) -> Layout:
         )
     if jsons:
         image_dir = _first(root, KARPATHY_IMAGE_DIRS, want_dir=True) or root
-        dataset = jsons[0].stem.removeprefix("dataset_")
-        return Layout("karpathy", root, dataset, image_dir, None, jsons[0])
+        dataset = dataset_of_file(jsons[0])
+        return Layout("karpathy", root, dataset, image_dir, None, jsons[0], dataset)
     raise XmrError(f"{root} holds no known dataset layout; looked for {looked_for()}")

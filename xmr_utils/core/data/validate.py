@@ -1,4 +1,5 @@
-"""``validate``: a report of what a corpus holds and what is wrong with it (notebook 00)."""
+"""``validate``: a report of what a corpus holds and what is wrong with it (notebook 00), and
+:func:`text_encoding_report`: what the text encoder could not read in full (notebook 01)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xmr_utils.core.data.corpus import CaptionCorpus
-from xmr_utils.core.data.events import ReaderEvent
+from xmr_utils.core.data.events import EVENT_KINDS, ReaderEvent
+
+if TYPE_CHECKING:  # the report is read by its attributes; data does not import the encoders
+    from xmr_utils.core.encoders.base import TextReport
 
 SHOW = 5  # examples listed per check in rows()
 _SKIPPED_KINDS = ("skipped_row", "stray_entry")
 _OTHER_KINDS = ("missing_split_file", "split_without_captions", "unsplit_image")
+_KARPATHY_KINDS = ("foreign_karpathy", "karpathy_mismatch")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,13 @@ class ValidationReport:
         corrupt_images: ``(image name, reason)`` of unreadable images; only checked when
             ``images_opened`` (``validate(..., open_images=True)``).
         other_events: split problems (missing split file, images in no split, ...).
+        images_skipped: captioned images absent on disk and in no split file, skipped as a
+            known quirk (the official Flickr8k ``2258277193_586949ec62.jpg``).
+        split_overlaps: images kept in more than one split (``split_overlap="keep"``; without
+            it such a dataset fails to load).
+        duplicate_comments: rows repeating an earlier row's ``(image, comment number)``.
+        karpathy_notes: Karpathy JSONs of another dataset (not used) and images whose JSON
+            captions differ from the caption file.
     """
 
     dataset: str
@@ -63,11 +76,57 @@ class ValidationReport:
     corrupt_images: tuple[tuple[str, str], ...]
     images_opened: bool
     other_events: tuple[ReaderEvent, ...]
+    images_skipped: tuple[ReaderEvent, ...] = ()
+    split_overlaps: tuple[ReaderEvent, ...] = ()
+    duplicate_comments: tuple[ReaderEvent, ...] = ()
+    karpathy_notes: tuple[ReaderEvent, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when no listed image is missing and no opened image is corrupt."""
-        return not self.missing_images and not self.corrupt_images
+        """True when no listed image is missing, no opened image is corrupt and no image is in
+        two splits (kept by ``split_overlap="keep"``)."""
+        return not self.missing_images and not self.corrupt_images and not self.split_overlaps
+
+    def findings(self) -> list[str]:
+        """One short line per check that found something (the pipeline prints these)."""
+        lines = [
+            f"{len(events)} × {EVENT_KINDS[events[0].kind]}: {_events(events, show=1)}"
+            for events in self._event_checks()
+            if events
+        ]
+        named = (
+            ("image(s) listed but missing", self.missing_images),
+            ("image(s) present but uncaptioned", self.uncaptioned_images),
+        )
+        lines += [f"{len(names)} {what}: {_names(names, show=3)}" for what, names in named if names]
+        if self.duplicate_captions:
+            first = self.duplicate_captions[0]
+            lines.append(
+                f"{len(self.duplicate_captions)} caption text(s) occur more than once, e.g. "
+                f"{first.text!r} ×{first.count}"
+            )
+        if self.corrupt_images:
+            name, why = self.corrupt_images[0]
+            lines.append(f"{len(self.corrupt_images)} corrupt image(s): {name}: {why}")
+        return lines
+
+    def _event_checks(self) -> tuple[tuple[ReaderEvent, ...], ...]:
+        """The event groups, each of one kind, in report order."""
+        groups = (
+            self.rows_fixed,
+            self.rows_skipped,
+            self.images_skipped,
+            self.empty_captions,
+            self.duplicate_comments,
+            self.karpathy_notes,
+            self.split_overlaps,
+            self.other_events,
+        )
+        by_kind: dict[str, list[ReaderEvent]] = {}
+        for group in groups:
+            for event in group:
+                by_kind.setdefault(event.kind, []).append(event)
+        return tuple(tuple(events) for events in by_kind.values())
 
     def rows(self) -> list[tuple[str, str, str]]:
         """The report as ``(check, value, details)`` rows of text, for a table."""
@@ -92,7 +151,17 @@ class ValidationReport:
                 str(len(self.uncaptioned_images)),
                 _names(self.uncaptioned_images),
             ),
+            (
+                "captioned images absent and in no split, skipped",
+                str(len(self.images_skipped)),
+                _events(self.images_skipped),
+            ),
             ("empty captions dropped", str(len(self.empty_captions)), _events(self.empty_captions)),
+            (
+                "rows repeating an (image, comment number)",
+                str(len(self.duplicate_comments)),
+                _events(self.duplicate_comments),
+            ),
             (
                 "duplicate caption texts",
                 str(len(self.duplicate_captions)),
@@ -105,6 +174,12 @@ class ValidationReport:
                 if self.images_opened
                 else "run validate(corpus, open_images=True) to open every image",
             ),
+            (
+                "images in more than one split",
+                str(len(self.split_overlaps)),
+                _events(self.split_overlaps),
+            ),
+            ("Karpathy JSON notes", str(len(self.karpathy_notes)), _events(self.karpathy_notes)),
             ("split notes", str(len(self.other_events)), _events(self.other_events)),
         ]
         return rows
@@ -137,18 +212,23 @@ class ValidationReport:
             "corrupt_images": [{"image": n, "reason": why} for n, why in self.corrupt_images],
             "images_opened": self.images_opened,
             "other_events": [e.to_dict() for e in self.other_events],
+            "images_skipped": [e.to_dict() for e in self.images_skipped],
+            "split_overlaps": [e.to_dict() for e in self.split_overlaps],
+            "duplicate_comments": [e.to_dict() for e in self.duplicate_comments],
+            "karpathy_notes": [e.to_dict() for e in self.karpathy_notes],
+            "findings": self.findings(),
             "ok": self.ok,
         }
 
 
-def _events(events: tuple[ReaderEvent, ...]) -> str:
-    shown = "; ".join(e.describe() for e in events[:SHOW])
-    return shown + (f"; … {len(events) - SHOW} more" if len(events) > SHOW else "")
+def _events(events: tuple[ReaderEvent, ...], show: int = SHOW) -> str:
+    shown = "; ".join(e.describe() for e in events[:show])
+    return shown + (f"; … {len(events) - show} more" if len(events) > show else "")
 
 
-def _names(names: tuple[str, ...]) -> str:
-    shown = ", ".join(names[:SHOW])
-    return shown + (f", … {len(names) - SHOW} more" if len(names) > SHOW else "")
+def _names(names: tuple[str, ...], show: int = SHOW) -> str:
+    shown = ", ".join(names[:show])
+    return shown + (f", … {len(names) - show} more" if len(names) > show else "")
 
 
 def validate(corpus: CaptionCorpus, open_images: bool = False) -> ValidationReport:
@@ -186,6 +266,10 @@ def validate(corpus: CaptionCorpus, open_images: bool = False) -> ValidationRepo
         corrupt_images=tuple(corrupt),
         images_opened=open_images,
         other_events=tuple(e for k in _OTHER_KINDS for e in by_kind.get(k, [])),
+        images_skipped=tuple(by_kind.get("absent_unsplit_image", [])),
+        split_overlaps=tuple(by_kind.get("split_overlap", [])),
+        duplicate_comments=tuple(by_kind.get("duplicate_comment", [])),
+        karpathy_notes=tuple(e for k in _KARPATHY_KINDS for e in by_kind.get(k, [])),
     )
 
 
@@ -237,3 +321,71 @@ def _corrupt(paths: Iterable[Path]) -> list[tuple[str, str]]:
         except Exception as exc:  # PIL raises many types for bad files; report, never crash
             bad.append((path.name, f"{type(exc).__name__}: {exc}"))
     return bad
+
+
+def text_encoding_report(
+    corpus: CaptionCorpus, spec: str, report: TextReport | None, text_feats: np.ndarray
+) -> dict[str, object]:
+    """What a text encoder could not read in full, for the validation report (corpus.json).
+
+    Args:
+        spec: the text encoder (``"minilm:mean"``).
+        report: what it saw while filling the feature cache (caption indices), or None for a
+            cache made before these counts: captions with no known word are then counted from
+            the all-zero rows of ``text_feats [N_cap, D]`` and truncation is not counted.
+
+    Returns:
+        ``{"encoder", "captions", "no_known_word": {"count", "examples"}, "truncated":
+        {"count", "max_tokens", "examples"}, "findings": [one line per non-zero count]}``;
+        each example is ``{"caption": index, "image": name, "text": first 80 characters}``.
+    """
+    if report is None:
+        zero = np.flatnonzero(~np.asarray(text_feats).any(axis=1))
+        no_word, no_word_examples = int(len(zero)), tuple(int(i) for i in zero[:SHOW])
+        truncated: int | None = None
+        cut_examples: tuple[int, ...] = ()
+        max_tokens = 0
+    else:
+        no_word, no_word_examples = report.n_no_known_word, report.examples
+        truncated, cut_examples = report.n_truncated, report.truncated_examples
+        max_tokens = report.max_tokens
+    n = corpus.n_captions
+    findings = []
+    if no_word:
+        findings.append(
+            f"{spec}: {no_word} of {n} captions have no word the encoder knows and are zero "
+            f"vectors, e.g. {_caption(corpus, no_word_examples[0])}"
+        )
+    if truncated:
+        findings.append(
+            f"{spec}: {truncated} of {n} captions are longer than {max_tokens} tokens and were "
+            f"encoded from their beginning only, e.g. {_caption(corpus, cut_examples[0])}"
+        )
+    return {
+        "encoder": spec,
+        "captions": n,
+        "no_known_word": {"count": no_word, "examples": _examples(corpus, no_word_examples)},
+        "truncated": {
+            "count": truncated,
+            "max_tokens": max_tokens,
+            "examples": _examples(corpus, cut_examples),
+            **({} if report else {"note": "not counted: the cache predates the count"}),
+        },
+        "findings": findings,
+    }
+
+
+def _caption(corpus: CaptionCorpus, index: int) -> str:
+    image = corpus.image_files[int(corpus.owner[index])].name
+    return f"caption {index} of {image} {corpus.captions[index][:80]!r}"
+
+
+def _examples(corpus: CaptionCorpus, indices: tuple[int, ...]) -> list[dict[str, object]]:
+    return [
+        {
+            "caption": int(i),
+            "image": corpus.image_files[int(corpus.owner[i])].name,
+            "text": corpus.captions[i][:80],
+        }
+        for i in indices
+    ]

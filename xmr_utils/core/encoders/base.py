@@ -8,10 +8,10 @@ without loading a model.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -60,26 +60,89 @@ class TextReport:
         n_texts: number of texts encoded.
         n_no_known_word: texts that had no word the encoder knows; their row is all zeros.
         examples: up to 5 indices (into the encoded texts) of such texts.
+        n_truncated: texts longer than the encoder reads (``max_tokens``), encoded from their
+            beginning only (transformer encoders; 0 for word-vector encoders).
+        truncated_examples: up to 5 indices of such texts.
+        max_tokens: the encoder's token limit (0 when it has none).
     """
 
     n_texts: int = 0
     n_no_known_word: int = 0
     examples: tuple[int, ...] = field(default=())
+    n_truncated: int = 0
+    truncated_examples: tuple[int, ...] = field(default=())
+    max_tokens: int = 0
 
     def message(self) -> str:
-        """One line for a log, empty when every text had a known word."""
-        if not self.n_no_known_word:
-            return ""
-        return (
-            f"{self.n_no_known_word} of {self.n_texts} captions have no known word and were "
-            f"encoded as zero vectors (e.g. indices {list(self.examples)})"
+        """One line for a log, empty when every text had a known word and none was cut."""
+        parts = []
+        if self.n_no_known_word:
+            parts.append(
+                f"{self.n_no_known_word} of {self.n_texts} captions have no known word and were "
+                f"encoded as zero vectors (e.g. indices {list(self.examples)})"
+            )
+        if self.n_truncated:
+            parts.append(
+                f"{self.n_truncated} of {self.n_texts} captions are longer than "
+                f"{self.max_tokens} tokens and were encoded from their first {self.max_tokens} "
+                f"only (e.g. indices {list(self.truncated_examples)})"
+            )
+        return "; ".join(parts)
+
+    def merged(self, later: TextReport, offset: int) -> TextReport:
+        """This report followed by ``later``, whose indices start at ``offset``."""
+        shift = tuple(offset + i for i in later.examples)
+        shift_cut = tuple(offset + i for i in later.truncated_examples)
+        return TextReport(
+            self.n_texts + later.n_texts,
+            self.n_no_known_word + later.n_no_known_word,
+            (self.examples + shift)[:5],
+            self.n_truncated + later.n_truncated,
+            (self.truncated_examples + shift_cut)[:5],
+            max(self.max_tokens, later.max_tokens),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON (stored in the feature manifest)."""
+        return {
+            "n_texts": self.n_texts,
+            "n_no_known_word": self.n_no_known_word,
+            "examples": list(self.examples),
+            "n_truncated": self.n_truncated,
+            "truncated_examples": list(self.truncated_examples),
+            "max_tokens": self.max_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TextReport:
+        """The report written by :meth:`to_dict`."""
+        return cls(
+            int(data.get("n_texts", 0)),
+            int(data.get("n_no_known_word", 0)),
+            tuple(int(i) for i in data.get("examples", ())),
+            int(data.get("n_truncated", 0)),
+            tuple(int(i) for i in data.get("truncated_examples", ())),
+            int(data.get("max_tokens", 0)),
         )
 
 
-def report_from_mask(known: np.ndarray) -> TextReport:
-    """Build a :class:`TextReport` from a bool array ``[N]``: True where a text had a known word."""
+def report_from_mask(
+    known: np.ndarray, truncated: np.ndarray | None = None, max_tokens: int = 0
+) -> TextReport:
+    """Build a :class:`TextReport` from bool arrays ``[N]``: True where a text had a known
+    word, and (optionally) True where a text was cut at ``max_tokens``."""
     missing = np.flatnonzero(~np.asarray(known, dtype=bool))
-    return TextReport(len(known), int(len(missing)), tuple(int(i) for i in missing[:5]))
+    cut = (
+        np.flatnonzero(np.asarray(truncated, dtype=bool)) if truncated is not None else missing[:0]
+    )
+    return TextReport(
+        len(known),
+        int(len(missing)),
+        tuple(int(i) for i in missing[:5]),
+        int(len(cut)),
+        tuple(int(i) for i in cut[:5]),
+        int(max_tokens),
+    )
 
 
 def safe_l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -119,6 +119,7 @@ class TransformerTextEncoder(PretrainedTextEncoder):
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         known = np.ones(len(texts), dtype=bool)
+        truncated = self._truncated(tokenizer, texts)
         special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
         with (
             torch.inference_mode(),
@@ -142,8 +143,21 @@ class TransformerTextEncoder(PretrainedTextEncoder):
                 out[idx] = np.where(has_word[:, None], pooled, 0.0)
                 known[idx] = has_word
                 bar.update(len(idx))
-        self.last_report = report_from_mask(known)
+        self.last_report = report_from_mask(known, truncated, self.max_length)
         return safe_l2_normalize(out) if self.normalize else out
+
+    def _truncated(self, tokenizer: Any, texts: list[str]) -> np.ndarray:
+        """Bool ``[N]``: True where a text has more than ``max_length`` tokens (with the
+        special ones), so that only its beginning is encoded. Texts shorter than half that
+        many characters cannot reach the limit (a WordPiece token covers at least one
+        character; the margin covers Unicode normalisation), so only longer ones are
+        tokenized a second time, without truncation."""
+        truncated = np.zeros(len(texts), dtype=bool)
+        long = [i for i, t in enumerate(texts) if 2 * len(t) + 2 > self.max_length]
+        if long:
+            ids = tokenizer([texts[i] for i in long], truncation=False, verbose=False)["input_ids"]
+            truncated[long] = [len(row) > self.max_length for row in ids]
+        return truncated
 
 
 def _minilm(variant: str, max_length: int = 256, device: str = "auto") -> TransformerTextEncoder:

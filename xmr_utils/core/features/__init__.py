@@ -33,7 +33,7 @@ from xmr_utils.core.features.store import (
     load_verified,
     read_manifest,
 )
-from xmr_utils.core.features.texts import fitted_text_encoder, text_features
+from xmr_utils.core.features.texts import cached_text_report, fitted_text_encoder, text_features
 from xmr_utils.core.features.vgg_import import import_vgg_feats_mat
 from xmr_utils.core.features.writer import Chunk, extract_chunks
 
@@ -45,6 +45,7 @@ __all__ = [
     "Chunk",
     "ExtractOptions",
     "cache_paths",
+    "cached_text_report",
     "dataset_folder",
     "dataset_key",
     "extract_chunks",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xmr_utils.core.data.corpus import CaptionCorpus
-from xmr_utils.core.encoders.base import ImageEncoder
+from xmr_utils.core.encoders.base import ImageEncoder, TextReport
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.features.store import DTYPE, FORMAT
 from xmr_utils.core.features.writer import Chunk, Encode
@@ -86,8 +86,8 @@ def image_chunk_encoder(
         )
         if with_extras is not None:
             feats, extras = out
-            return feats, extras, 0
-        return out, {}, 0
+            return feats, extras, TextReport()
+        return out, {}, TextReport()
 
     return encode
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.encoders import build_text_encoder, split_concatenated
-from xmr_utils.core.encoders.base import TextEncoder
+from xmr_utils.core.encoders.base import TextEncoder, TextReport
 from xmr_utils.core.encoders.concat import ConcatenatedTextEncoder
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.features.locks import entry_lock
@@ -120,9 +120,11 @@ def text_features(
 
     Encoders that need fitting (fastText) are trained on the training split's captions only
     and saved beside the features (``<stem>.model/``); their cache also depends on the split.
-    Captions with no known word are zero rows, counted in the manifest (``no_known_word``).
-    ``a+b`` puts the features of several encoders side by side (``[N_cap, Da + Db]``, each
-    cached on its own), e.g. ``minilm:mean+tfidf``.
+    Captions with no known word are zero rows, counted in the manifest (``no_known_word``);
+    the manifest's ``text_report`` also counts the captions cut at the encoder's token limit
+    (read back with :func:`cached_text_report`). ``a+b`` puts the features of several
+    encoders side by side (``[N_cap, Da + Db]``, each cached on its own), e.g.
+    ``minilm:mean+tfidf``.
     """
     if chunk_size < 1:
         raise XmrError(f"chunk_size={chunk_size} must be at least 1")
@@ -139,7 +141,7 @@ def text_features(
 
     def encode(start: int, stop: int) -> Chunk:
         feats = enc.encode_texts(captions[start:stop], batch_size=batch_size, progress=progress)
-        return feats, {}, enc.last_report.n_no_known_word
+        return feats, {}, enc.last_report
 
     def extract() -> object:
         ensure_fitted(corpus, enc, paths, cache_dir)
@@ -148,6 +150,24 @@ def text_features(
         )
 
     return find_or_extract(Entry(paths, expected, cache_dir, corpus), extract)
+
+
+def cached_text_report(
+    corpus: CaptionCorpus, spec: str, cache_dir: Path, **encoder_options: Any
+) -> TextReport | None:
+    """What the encoder saw when it filled the cache of ``spec`` for ``corpus`` (captions with
+    no known word, captions cut at its token limit; indices are caption indices), or None when
+    nothing matching is cached or the cache predates these counts. A ``a+b`` spec gives None:
+    each part keeps its own report, and theirs do not add up to the concatenation's."""
+    if len(split_concatenated(spec)) > 1:
+        return None
+    enc = build_text_encoder(spec, **encoder_options)
+    manifest = read_manifest(cache_paths(Path(cache_dir), corpus, enc.spec).manifest)
+    if manifest is None or not isinstance(manifest.get("text_report"), dict):
+        return None
+    if why_stale(manifest, text_expected(corpus, enc)) is not None:
+        return None  # the cache is of other captions
+    return TextReport.from_dict(manifest["text_report"])
 
 
 def fitted_text_encoder(
@@ -169,4 +189,10 @@ def fitted_text_encoder(
     return enc
 
 
-__all__ = ["ensure_fitted", "fitted_text_encoder", "text_expected", "text_features"]
+__all__ = [
+    "cached_text_report",
+    "ensure_fitted",
+    "fitted_text_encoder",
+    "text_expected",
+    "text_features",
+]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 import xmr_utils
+from xmr_utils.core.encoders.base import TextReport
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.features.locks import entry_lock
 from xmr_utils.core.features.store import (
@@ -33,23 +34,25 @@ from xmr_utils.core.features.store import (
 
 log = logging.getLogger(__name__)
 
-Chunk = tuple[np.ndarray, dict[str, np.ndarray], int]  # features, extras, no-known-word count
+#: features, extras, and for text what the encoder saw (no known word, cut at its token limit)
+Chunk = tuple[np.ndarray, dict[str, np.ndarray], TextReport]
 #: ``encode(start, stop)``: the features of items ``start:stop`` of the entry.
 Encode = Callable[[int, int], Chunk]
 
 
-def _resume_point(paths: CachePaths, expected: Mapping[str, Any]) -> tuple[int, int]:
-    """``(items done, no-known-word count)`` of an interrupted extraction of ``expected``.
+def _resume_point(paths: CachePaths, expected: Mapping[str, Any]) -> tuple[int, TextReport]:
+    """``(items done, text report so far)`` of an interrupted extraction of ``expected``.
 
     Only called under the lock, so a ``.partial`` file found here has no live writer.
     """
     record = read_manifest(paths.progress)
     if record is None or record.get("key") != expected:
-        return 0, 0
+        return 0, TextReport()
     for name, (shape, dtype) in expected_arrays(expected).items():
         if open_array(paths.array(name, partial=True), shape, dtype) is None:
-            return 0, 0
-    return int(record["done"]), int(record.get("no_known_word", 0))
+            return 0, TextReport()
+    older = {"n_no_known_word": record.get("no_known_word", 0)}  # written before text_report
+    return int(record["done"]), TextReport.from_dict(record.get("text_report", older))
 
 
 def _checked(values: Any, want: tuple[int, ...], spec: str, start: int, stop: int) -> np.ndarray:
@@ -66,25 +69,26 @@ def _checked(values: Any, want: tuple[int, ...], spec: str, start: int, stop: in
 
 def _write_chunk(
     maps: Mapping[str | None, np.memmap], spec: str, chunk: Chunk, start: int, stop: int
-) -> int:
-    """Check and write one encoded chunk into the ``.partial`` maps; its no-known-word count.
+) -> TextReport:
+    """Check and write one encoded chunk into the ``.partial`` maps; its text report.
     (Its own function so that the chunk is freed before the next one is encoded.)"""
-    feats, extras, missing = chunk
+    feats, extras, report = chunk
     for name, values in ((None, feats), *extras.items()):
         if name in maps:
             want = (stop - start, *maps[name].shape[1:])
             maps[name][start:stop] = _checked(values, want, spec, start, stop)
             maps[name].flush()
-    return int(missing)
+    return report
 
 
 def _fill(
     paths: CachePaths, expected: Mapping[str, Any], encode: Encode, chunk_size: int, bar: Any
-) -> int:
-    """Encode the items not done yet into the ``.partial`` arrays; the no-known-word count."""
+) -> TextReport:
+    """Encode the items not done yet into the ``.partial`` arrays; the merged text report
+    (caption indices of the whole entry)."""
     arrays = expected_arrays(expected)
     n = int(expected["shape"][0])
-    done, no_word = _resume_point(paths, expected)
+    done, report = _resume_point(paths, expected)
     if done:
         log.warning("resuming %s at item %d of %d", paths.features, done, n)
     bar.update(done)
@@ -96,10 +100,12 @@ def _fill(
     }
     for start in range(done, n, chunk_size):
         stop = min(n, start + chunk_size)
-        no_word += _write_chunk(maps, expected["spec"], encode(start, stop), start, stop)
-        write_json_atomic(paths.progress, {"key": expected, "done": stop, "no_known_word": no_word})
+        chunk_report = _write_chunk(maps, expected["spec"], encode(start, stop), start, stop)
+        report = report.merged(chunk_report, offset=start)
+        progress = {"key": expected, "done": stop, "text_report": report.to_dict()}
+        write_json_atomic(paths.progress, progress)
         bar.update(stop - start)
-    return no_word
+    return report
 
 
 def finish(
@@ -157,15 +163,12 @@ def extract_chunks(
     n = int(expected["shape"][0])
     with entry_lock(paths):
         with tqdm(total=n, desc=desc, unit="item", disable=not progress) as bar:
-            no_word = _fill(paths, expected, encode, chunk_size, bar)
-        manifest = finish(paths, made_now(expected, no_known_word=no_word))
-    if no_word:
-        log.warning(
-            "%s: %d of %d captions have no known word and were encoded as zero vectors",
-            expected["spec"],
-            no_word,
-            n,
-        )
+            report = _fill(paths, expected, encode, chunk_size, bar)
+        text = {"text_report": report.to_dict()} if expected["kind"] == "text" else {}
+        fields = {"no_known_word": report.n_no_known_word, **text}
+        manifest = finish(paths, made_now(expected, **fields))
+    if report.message():
+        log.warning("%s: %s", expected["spec"], report.message())
     return manifest
 
 
