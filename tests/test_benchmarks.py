@@ -492,21 +492,16 @@ def test_selection_split_holds_out_train_images_only() -> None:
         bench_quality.selection_split(train, 60, seed=0)
 
 
-def tiny_study(n_images: int = 60) -> dict[str, np.ndarray]:
+def tiny_study(n_images: int = 60) -> bench_quality.StudyData:
     """Captions are noisy linear maps of their image's features; 40 fit / 8 select / 12 val."""
     rng = np.random.default_rng(0)
     img = rng.standard_normal((n_images, 24)).astype(np.float32)
     owner = np.repeat(np.arange(n_images), 5)
     w = rng.standard_normal((24, 12)).astype(np.float32)
     txt = (img[owner] @ w + 0.3 * rng.standard_normal((len(owner), 12))).astype(np.float32)
-    return {
-        "image_feats": img,
-        "text_feats": txt,
-        "owner": owner,
-        "fit": np.arange(40),
-        "select": np.arange(40, 48),
-        "val": np.arange(48, n_images),
-    }
+    return bench_quality.StudyData(
+        img, txt, owner, np.arange(40), np.arange(40, 48), np.arange(48, n_images)
+    )
 
 
 def test_score_case_trains_both_models_and_fuses(tmp_path: Path) -> None:
@@ -516,7 +511,7 @@ def test_score_case_trains_both_models_and_fuses(tmp_path: Path) -> None:
         image_encoder="a",
         overrides={"train.epochs": 3, "train.batch_size": 32, "optim.lr": 1e-2},
     )
-    rows = bench_quality.score_case(case, **tiny_study(), out_dir=tmp_path)
+    rows = bench_quality.score_case(case, tiny_study(), tmp_path)
     assert [r.model for r in rows] == ["img2txt", "txt2img", "fused"]
     for r in rows:
         assert r.metrics["n_images"] == 12 and r.metrics["n_captions"] == 60
@@ -530,6 +525,48 @@ def test_score_case_trains_both_models_and_fuses(tmp_path: Path) -> None:
     lines = table.splitlines()
     assert len(lines) == 2 + 3 and all(line.count("|") == 15 for line in lines)
     assert "| lin | fused |" in table and "| — | — |" in table
+
+
+def test_seed_ensembles_fuse_every_model_and_tuning_rows_train_one(tmp_path: Path) -> None:
+    from xmr_utils.app.study import fuse_scores
+
+    fast = {"train.epochs": 2, "train.batch_size": 32, "optim.lr": 1e-2}
+    case = bench_quality.QualityCase("ens", "infonce_linear", overrides=fast, seeds=(0, 3))
+    rows = bench_quality.score_case(case, tiny_study(), tmp_path)
+    assert [r.model for r in rows] == [
+        "img2txt@seed0",
+        "txt2img@seed0",
+        "img2txt@seed3",
+        "txt2img@seed3",
+        "fused",
+    ]
+    assert (tmp_path / "txt2img@seed3" / "best.pt").exists()
+    one = bench_quality.QualityCase(
+        "one", "infonce_linear", overrides=fast, directions=("img2txt",)
+    )
+    single = bench_quality.score_case(one, tiny_study(), tmp_path / "one")
+    assert [r.model for r in single] == ["img2txt"]  # one model: nothing to fuse
+    assert single[0].metrics == rows[0].metrics  # seed 0 is the recipe's own seed
+    # the fusion rule: z-score each matrix, average; for two it is study.fuse_scores
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal((4, 6)) * k + k for k in (1.0, 3.0, 0.5))
+    np.testing.assert_array_equal(bench_quality.fuse_all([a, b]), fuse_scores(a, b))
+    z = [(m - m.mean()) / m.std() for m in (a, b, c)]
+    np.testing.assert_allclose(bench_quality.fuse_all([a, b, c]), (z[0] + z[1] + z[2]) / 3)
+
+
+def test_tuning_table_shows_the_gain_over_the_base_row() -> None:
+    base, sqrt = bench_quality.TUNING[0], bench_quality.TUNING[-3]
+    rows = [
+        fake_score(base.name, "infonce_linear", "img2txt", 300.0, bench_quality.TUNE_IMAGE),
+        fake_score(sqrt.name, "infonce_linear", "img2txt", 306.5, bench_quality.TUNE_IMAGE),
+    ]
+    table = bench_quality.tuning_table(rows, [base, sqrt])
+    assert f"| {sqrt.name} | signed sqrt + L2 image inputs |" in table
+    assert "| **306.5** | +6.5 | 2 / 5 |" in table and "| +0.0 |" in table
+    assert bench_quality.tuning_table(rows, []) == ""
+    names = [c.name for c in bench_quality.ALL_CASES]
+    assert len(names) == len(set(names))  # each case trains into its own folder
 
 
 def fake_score(
@@ -563,8 +600,8 @@ def test_report_names_the_best_and_the_seed_and_merges_into_results(tmp_path: Pa
     assert block.startswith(bench_quality.START_MARK) and block.endswith(
         bench_quality.END_MARK + "\n"
     )
-    assert "`good`, fused model (img2txt + txt2img scores fused): rsum **310.0**" in block
-    assert "target ≥ 300: met" in block and "10.0 min" in block
+    assert "`good`, fused model (the scores of its models fused): rsum **310.0**" in block
+    assert "target ≥ 335: not met" in block and "10.0 min" in block
     assert "img2txt: rsum 40.0, collapsed yes (txt_effective_rank < 2.0)" in block
     assert "- `seed`: 16 of 50 epochs" in block
 
@@ -620,3 +657,33 @@ def test_bench_gpu_says_it_needs_a_gpu(
         "clip:ViT-B-32?pretrained=none",
         "efficientnet_lite0",
     ]
+
+
+def test_keep_reads_back_the_rows_of_cases_not_rerun() -> None:
+    study = bench_quality.STUDY_IMAGE
+    earlier = [
+        fake_score("seed", "seed", "img2txt", 40.0, study, "yes (txt_effective_rank < 2.0)"),
+        fake_score("vsepp", "vsepp", "fused", 288.5, study, "—"),
+        fake_score("gone", "vsepp", "fused", 1.0, study, "—"),  # no longer a case: dropped
+    ]
+    block = f"{bench_quality.START_MARK}\n{bench_quality.results_table(earlier)}\n"
+    block += bench_quality.END_MARK
+    back = bench_quality.rows_from_block("# Results\n\n" + block)
+    assert [(r.case, r.model) for r in back] == [("seed", "img2txt"), ("vsepp", "fused")]
+    assert back[0].metrics["rsum"] == 40.0 and back[0].metrics["i2t_R@1"] == pytest.approx(6.7)
+    assert back[0].collapsed == "yes (txt_effective_rank < 2.0)"
+    assert (back[0].best_epoch, back[0].epochs_run, back[0].train_seconds) == (2, 5, 10.0)
+    assert back[1].recipe == "vsepp" and back[1].image_encoder == study
+    assert bench_quality.rows_from_block("no block here") == []
+
+    by_name = {c.name: c for c in bench_quality.ALL_CASES}
+    now = [fake_score("infonce", "infonce", "fused", 300.0, study, "—")]
+    rows, cases, kept = bench_quality.merge_kept(now, [by_name["infonce"]], block)
+    assert kept == ["seed", "vsepp"]  # in the order of the cases, the rerun one replaced
+    assert [r.case for r in rows] == ["seed", "vsepp", "infonce"]
+    assert [c.name for c in cases] == ["seed", "vsepp", "infonce"]
+    assert bench_quality.merge_kept(now, [by_name["infonce"]], "") == (
+        now,
+        [by_name["infonce"]],
+        [],
+    )

@@ -43,6 +43,7 @@ def test_presets_present_and_default() -> None:
         "infonce_linear",
         "zeroshot",
         "clip_linear",
+        "infonce_sqrt",
     }
     assert DEFAULT_RECIPE == "vsepp"
 
@@ -343,3 +344,10 @@ def test_joint_space_recipes_and_their_heads() -> None:
 def test_head_config_refuses_what_cannot_be_built(fields: dict, message: str) -> None:
     with pytest.raises(XmrError, match=message):
         HeadConfig(**fields)
+
+
+def test_infonce_sqrt_is_infonce_linear_with_power_normalised_images() -> None:
+    sqrt = RECIPES["infonce_sqrt"]
+    same = recipe_with(RECIPES["infonce_linear"], **{"image_head.input_norm": "sqrt_l2"})
+    assert sqrt.image_head.input_norm == "sqrt_l2" and sqrt.text_head.input_norm == "none"
+    assert recipe_with(sqrt, name=same.name, description=same.description) == same

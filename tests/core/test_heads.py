@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,24 @@ def test_identity_init_starts_a_linear_head_at_the_input() -> None:
     assert sum(p.numel() for p in model.parameters()) == 2 * (36 + 6)  # trainable
     with pytest.raises(XmrError, match="init 'identity' needs out_dim equal to the input"):
         ProjectionHead(6, HeadConfig(hidden=(), out_dim=4, init="identity"))
+
+
+def test_sqrt_l2_input_norm_is_signed_square_root_then_unit_rows() -> None:
+    config = HeadConfig(hidden=(), out_dim=3, dropout=0.0, input_norm="sqrt_l2")
+    head = ProjectionHead(4, config)
+    x = torch.tensor([[4.0, -9.0, 0.0, 1.0], [0.25, 0.0, 0.0, 0.0]])
+    with torch.no_grad():
+        want = head.layers(torch.tensor([[2.0, -3.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]]))
+        want[0] = head.layers(torch.tensor([[2.0, -3.0, 0.0, 1.0]]) / math.sqrt(14.0))[0]
+        torch.testing.assert_close(head(x), nn.functional.normalize(want, dim=1))
+        # scaling an input row changes nothing: the head sees its direction only
+        torch.testing.assert_close(head(3.0 * x), head(x))
+    plain = ProjectionHead(4, HeadConfig(hidden=(), out_dim=3, dropout=0.0, input_norm="l2"))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(3.0 * x), plain(x))
+        torch.testing.assert_close(
+            plain(x[:1]), nn.functional.normalize(plain.layers(x[:1] / math.sqrt(98.0)), dim=1)
+        )
+    assert HeadConfig.from_dict({"hidden": []}).input_norm == "none"  # older JSON reads as before
+    with pytest.raises(XmrError, match="input_norm"):
+        HeadConfig(input_norm="pca")

@@ -25,7 +25,8 @@ ACTIVATION: Registry[type[nn.Module]] = Registry(
 
 
 class ProjectionHead(nn.Module):
-    """``[Linear -> activation -> Dropout] x len(hidden) -> Linear -> Dropout -> L2 norm``.
+    """``[input norm] -> [Linear -> activation -> Dropout] x len(hidden) -> Linear -> Dropout
+    -> L2 norm``.
 
     Maps ``[N, in_dim]`` to ``[N, out_dim]`` (``config.out_dim``, or ``in_dim`` when it is 0);
     dropout layers with p = 0 are left out and the L2 normalisation only when
@@ -60,6 +61,10 @@ class ProjectionHead(nn.Module):
         """``x [N, in_dim]`` -> embeddings ``[N, out_dim]``."""
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise XmrError(f"head expects input [N, {self.in_dim}], got {tuple(x.shape)}")
+        if self.config.input_norm == "sqrt_l2":
+            x = F.normalize(x.sign() * x.abs().sqrt(), dim=1)
+        elif self.config.input_norm == "l2":
+            x = F.normalize(x, dim=1)
         out = self.layers(x)
         return F.normalize(out, dim=1) if self.config.l2_normalize else out
 

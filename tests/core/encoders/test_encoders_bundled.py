@@ -101,23 +101,26 @@ def test_tta_view_sees_the_whole_square_and_is_mirror_symmetric(tmp_path: Path) 
     assert not np.allclose(pool[0], pool[1], atol=1e-3)  # one view alone is not symmetric
 
 
-def test_efficientnet_lite2_loads_its_bundled_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("model", "side"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
+def test_larger_lite_models_load_their_bundled_weights(
+    tmp_path: Path, model: str, side: int
+) -> None:
     import torch
 
     from xmr_utils.core.encoders.efficientnet import LITE_MODELS
 
-    lite2 = build_image_encoder("efficientnet_lite2")
-    assert lite2.weights_id().startswith("efficientnet-lite2-")
-    assert "crop=260" in lite2.preprocessing_id()
-    state = torch.load(
-        LITE_MODELS["efficientnet_lite2"].bundled_weights(), map_location="cpu", weights_only=True
-    )
+    encoder = build_image_encoder(model)
+    assert encoder.weights_id().startswith(model.replace("_", "-") + "-")
+    assert f"crop={side}" in encoder.preprocessing_id()
+    state = torch.load(LITE_MODELS[model].bundled_weights(), map_location="cpu", weights_only=True)
     assert state["_conv_head.weight"].shape[0] == 1280
-    feats = lite2.encode_images(draw_jpegs(tmp_path, 2), num_workers=0, progress=False)
+    feats = encoder.encode_images(draw_jpegs(tmp_path, 2), num_workers=0, progress=False)
     assert feats.shape == (2, 1280) and np.isfinite(feats).all()
     assert not np.allclose(feats[0], feats[1])
     with pytest.raises(XmrError, match="accepted: pool, tta"):
-        build_image_encoder("efficientnet_lite2:grid")
+        build_image_encoder(f"{model}:grid")
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -22,6 +22,7 @@ from xmr_utils.core.errors import XmrError
 def test_registries_hold_the_agreed_encoders() -> None:
     assert set(IMAGE_ENCODERS) == {
         "efficientnet_lite0",
+        "efficientnet_lite1",
         "efficientnet_lite2",
         "vgg16",
         "vgg19",
@@ -30,7 +31,7 @@ def test_registries_hold_the_agreed_encoders() -> None:
         "faster_rcnn",
         "clip",
     }
-    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert", "clip"}
+    assert set(TEXT_ENCODERS) == {"minilm", "glove", "fasttext", "bert", "clip", "tfidf"}
 
 
 @pytest.mark.parametrize(
@@ -151,3 +152,14 @@ def test_import_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_text_specs_side_by_side_build_one_encoder_per_part() -> None:
+    from xmr_utils.core.encoders import build_text_encoders
+
+    parts = build_text_encoders("minilm:mean+tfidf")
+    assert [p.spec for p in parts] == ["minilm:mean", "tfidf:log"]
+    with pytest.raises(XmrError, match="empty part"):
+        build_text_encoders("minilm:mean+")
+    with pytest.raises(XmrError, match="accepted"):
+        build_text_encoders("minilm:mean+bow")

@@ -342,3 +342,22 @@ def test_corrupt_jpeg_mid_extraction_names_it_and_keeps_finished_chunks(tmp_path
         corpus, "efficientnet_lite0", tmp_path / "ref", chunk_size=7, progress=False
     )
     np.testing.assert_allclose(feats, reference, atol=1e-4)
+
+
+def test_text_specs_side_by_side_concatenate_cached_parts_and_serve_queries(
+    tmp_path: Path,
+) -> None:
+    corpus = make_corpus(tmp_path / "data")
+    cache = tmp_path / "cache"
+    both = text_features(corpus, "glove:mean+tfidf", cache, progress=False)
+    glove = text_features(corpus, "glove:mean", cache, progress=False)
+    tfidf = text_features(corpus, "tfidf", cache, progress=False)
+    assert both.shape == (14, 50 + 3000)
+    np.testing.assert_array_equal(both, np.concatenate([glove, tfidf], axis=1))
+    assert (dataset_folder(cache, corpus) / "tfidf__log.model" / "tfidf.json").is_file()
+    assert tfidf[:, : len(("a",))].any()  # "a" is in 3 or more training captions
+    enc = fitted_text_encoder(corpus, "glove:mean+tfidf", cache)
+    assert enc.spec == "glove:mean+tfidf:log" and enc.dim == 3050
+    queries = enc.encode_texts([CAPTIONS[9], CAPTIONS[0]], progress=False)
+    np.testing.assert_allclose(queries, both[[9, 0]], rtol=1e-6)
+    assert "zebras" not in enc.parts[1].vocabulary  # fitted on the train split only

@@ -262,7 +262,7 @@ def _check_registry(path: Path, where: str, name: str, value: Any) -> None:
             build = (
                 encoders.build_image_encoders
                 if name == "image_encoder"
-                else (encoders.build_text_encoder)
+                else encoders.build_text_encoders
             )
             build(value)  # no weights are read here
     except XmrError as err:

