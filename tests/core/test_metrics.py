@@ -266,3 +266,15 @@ def test_wrong_pair_estimate_is_caught_and_recounted(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(metrics, "_pair_targets", off_by_100)
     assert_same(evaluate_embeddings(img, txt, owner, chunk_size=2), want)
+
+
+@pytest.mark.parametrize("chunk", [7, None])
+def test_neg_sqeuclidean_metrics_are_exact_in_the_collapse_regime(
+    chunk: int | None, collapse_regime: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    img, txt, owner = collapse_regime
+    exact = -((img.astype(np.float64)[:, None] - txt.astype(np.float64)[None]) ** 2).sum(-1)
+    want = retrieval_metrics(exact, owner)
+    assert want["rsum"] == 600.0  # exact arithmetic retrieves every pair
+    assert_same(evaluate_embeddings(img, txt, owner, "neg_sqeuclidean", chunk_size=chunk), want)
+    assert_same(retrieval_metrics(similarity(img, txt, "neg_sqeuclidean"), owner), want)

@@ -111,3 +111,40 @@ def test_faiss_backend_matches_torch(metric: str) -> None:
 def test_bad_input_raises_clear_error(call: object, match: str) -> None:
     with pytest.raises(XmrError, match=match):
         call()  # type: ignore[operator]
+
+
+def test_shared_centre_is_the_input_row_nearest_the_joint_mean() -> None:
+    rng = np.random.default_rng(6)
+    a, b = (
+        torch.from_numpy(rng.standard_normal((7, 3))),
+        torch.from_numpy(rng.standard_normal((5, 3))),
+    )
+    both = torch.cat([a, b])
+    want = both[torch.argmin(((both - both.mean(0)) ** 2).sum(1))]
+    assert torch.equal(retrieval.shared_centre(a, b), want)
+    assert torch.equal(
+        retrieval.shared_centre(a[:0], b), b[torch.argmin(((b - b.mean(0)) ** 2).sum(1))]
+    )
+    q, it = retrieval.centre_pair(a, b, "dot")
+    assert q is a and it is b  # dot products are not moved
+
+
+def test_neg_sqeuclidean_keeps_its_precision_in_the_collapse_regime(
+    collapse_regime: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    img, txt, _ = collapse_regime
+    exact = np_similarity(img, txt, "neg_sqeuclidean")  # float64 from the same float32 inputs
+    got = similarity(img, txt, "neg_sqeuclidean").numpy().astype(np.float64)
+    # expanding around the origin: 1e4-sized terms cancel to ~1e-4 distances (max rel. err ~400)
+    assert np.max(np.abs(got - exact) / np.abs(exact)) < 1e-4
+    assert (got < 0).all()  # no distance collapses to 0
+    for chunk in (7, None):
+        _, idx = topk(img, txt, 10, "neg_sqeuclidean", chunk_size=chunk, backend="torch")
+        np.testing.assert_array_equal(
+            idx.numpy(), np.argsort(-exact, axis=1, kind="stable")[:, :10]
+        )
+    if retrieval.faiss_available():
+        _, idx = topk(img, txt, 10, "neg_sqeuclidean", backend="faiss")
+        np.testing.assert_array_equal(
+            idx.numpy(), np.argsort(-exact, axis=1, kind="stable")[:, :10]
+        )

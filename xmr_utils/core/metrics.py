@@ -287,7 +287,7 @@ def ranks_from_embeddings(
             f"image_emb and text_emb have different sizes ({img.shape[1]} vs {txt.shape[1]})"
         )
     dtype = torch.promote_types(img.dtype, txt.dtype)
-    img, txt = img.to(dtype), txt.to(dtype)
+    img, txt = retrieval.centre_pair(img.to(dtype), txt.to(dtype), similarity)
     o = _as_owner(owner, img.shape[0], txt.shape[0])
     rows = retrieval.rows_per_block(txt.shape[0], chunk_size)
     if rows >= img.shape[0]:  # one block: every target is exact before counting
