@@ -41,23 +41,11 @@ def random_unit(n: int, dim: int, seed: int, chunk: int = 8192) -> torch.Tensor:
     return out
 
 
-def apk(actual: list[int], predicted: list[int], k: int = 10) -> float:
-    """The seed's ml_metrics-style average precision at k."""
-    if len(predicted) > k:
-        predicted = predicted[:k]
-    score, num_hits = 0.0, 0.0
-    for i, p in enumerate(predicted):
-        if p in actual and p not in predicted[:i]:
-            num_hits += 1.0
-            score += num_hits / (i + 1.0)
-    if not actual:
-        return 0.0
-    return score / min(len(actual), k)
-
-
 def seed_style_metrics(img: np.ndarray, txt: np.ndarray, owner: np.ndarray) -> dict[str, float]:
     """The seed's evaluation: ball-tree top-10 + Python loops (R@K, mAP@k, medr, meanr)."""
     from sklearn.neighbors import NearestNeighbors
+
+    from xmr_utils.core.metrics import seed_apk as apk
 
     out: dict[str, float] = {}
     ks = (1, 5, 10)
