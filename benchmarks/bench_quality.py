@@ -160,8 +160,8 @@ def score_case(
     from xmr_utils.core.config import RECIPES, recipe_with
     from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats
     from xmr_utils.core.metrics import retrieval_metrics
-    from xmr_utils.core.retrieval import similarity
-    from xmr_utils.core.train import DIRECTIONS, embed, train_model
+    from xmr_utils.core.retrieval import score_matrix
+    from xmr_utils.core.train import DIRECTIONS, TrainData, embed, train_model
 
     recipe = recipe_with(RECIPES[case.recipe], **dict(case.overrides))
     val_captions, val_owner = split_owner(owner, val)
@@ -171,21 +171,17 @@ def score_case(
         result = train_model(
             recipe,
             direction,
-            image_feats,
-            text_feats,
-            owner,
-            fit,
-            select,
+            TrainData(image_feats, text_feats, owner, fit, select),
             out_dir / direction,
             progress=progress,
             resume=False,
         )
         seconds = time.perf_counter() - start
         img, txt = embed(result.model, image_feats[val], text_feats[val_captions])
-        scores[direction] = similarity(
-            torch.from_numpy(img), torch.from_numpy(txt), result.model.metric
+        scores[direction] = score_matrix(
+            torch.from_numpy(img), torch.from_numpy(txt), result.model.similarity
         ).numpy()
-        stats = collapse_stats(img, txt, val_owner, metric=result.model.metric)
+        stats = collapse_stats(img, txt, val_owner, similarity=result.model.similarity)
         reasons = collapse_reasons(stats)
         rows.append(
             ModelScore(

@@ -94,31 +94,19 @@ def time_our_epoch(
     image: np.ndarray, text: np.ndarray, owner: np.ndarray, precision: str = "fp32"
 ) -> tuple[float, int]:
     """Seconds of one full :func:`run_epoch` with the default recipe, and its step count."""
-    from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES
-    from xmr_utils.core.train import TrainPairs, run_epoch
+    from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES, recipe_with
+    from xmr_utils.core.train import EpochOptions, Training, TrainPairs, run_epoch
 
-    recipe = RECIPES[DEFAULT_RECIPE]
-    model, loss_fn, optimizer, _ = _parts(DEFAULT_RECIPE)
+    recipe = recipe_with(RECIPES[DEFAULT_RECIPE], **{"train.precision": precision})
+    training = Training.create(recipe, IMAGE_DIM, TEXT_DIM, torch.device("cpu"), seed=0)
     pairs = TrainPairs(
         torch.from_numpy(image),
         torch.from_numpy(text),
         torch.from_numpy(owner),
         torch.arange(len(owner)),
     )
-    gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    run_epoch(
-        model,
-        loss_fn,
-        optimizer,
-        pairs,
-        "img2txt",
-        recipe.train.batch_size,
-        1,
-        shuffle_generator=gen,
-        grad_clip=recipe.optim.grad_clip,
-        precision=precision,
-    )
+    run_epoch(training, pairs, "img2txt", 1, EpochOptions.of(recipe))
     return time.perf_counter() - start, pairs.n_batches(recipe.train.batch_size)
 
 

@@ -18,7 +18,7 @@ WORDS = ("red", "green", "blue", "yellow")
 class IdentityModel:
     """Stands in for a trained DualEncoder: text features are already joint-space vectors."""
 
-    metric = "dot"
+    similarity = "dot"
 
     def encode_texts(self, feats: torch.Tensor) -> torch.Tensor:
         return feats

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from xmr_utils.app import study, viz
 from xmr_utils.core.config import RECIPES, recipe_with
 from xmr_utils.core.errors import XmrError
-from xmr_utils.core.train import load_snapshots, train_model
+from xmr_utils.core.train import TrainData, load_snapshots, train_model
 
 SMALL = {
     "image_head.hidden": [32],
@@ -54,11 +54,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             train_model(
                 recipe,
                 "img2txt",
-                img,
-                txt,
-                owner,
-                np.arange(30),
-                np.arange(30, 40),
+                TrainData(img, txt, owner, np.arange(30), np.arange(30, 40)),
                 study.model_dir(folder, "img2txt", name),
                 progress=False,
             )
@@ -100,7 +96,7 @@ def test_caption_top1_is_the_models_own_first_image(run_dir: Path) -> None:
         snaps = load_snapshots(study.model_dir(run_dir, "img2txt", recipe))
         for panel, snap in zip(rows, snaps, strict=True):
             img, txt = snap.image_emb.astype(np.float64), snap.text_emb.astype(np.float64)
-            if snap.metric == "dot":
+            if snap.similarity == "dot":
                 expected = (txt @ img.T).argmax(axis=1)
             else:
                 expected = ((txt[:, None, :] - img[None]) ** 2).sum(-1).argmin(axis=1)

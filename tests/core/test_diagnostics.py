@@ -127,7 +127,7 @@ def test_sampling_is_seeded() -> None:
     [
         ({"owner": np.zeros(3, dtype=int)}, "one entry per caption"),
         ({"owner": np.array([0, 1, 9, 0])}, "outside the 3 image rows"),
-        ({"metric": "cosine"}, "unknown similarity metric"),
+        ({"similarity": "cosine"}, "unknown similarity"),
         ({"sample": 1}, "at least 2 rows"),
         ({"text_emb": np.ones((4, 5))}, "different sizes"),
     ],

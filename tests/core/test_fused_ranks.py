@@ -31,18 +31,18 @@ def test_band_terms_grow_with_the_dimension() -> None:
     assert band_terms(64) == 20 and band_terms(1024) == 80 and band_terms(4096) == 272
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
-def test_pair_estimates_bracket_the_float32_and_the_exact_scores(metric: str) -> None:
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+def test_pair_estimates_bracket_the_float32_and_the_exact_scores(similarity: str) -> None:
     gen = torch.Generator().manual_seed(0)
     img = torch.rand(50, 1024, generator=gen)  # all-positive terms: the largest rounding errors
     txt = torch.rand(300, 1024, generator=gen)
     owner = torch.arange(300) % 50
-    img, txt = retrieval.centre_pair(img, txt, metric)
-    lo, hi = pair_estimates(img, txt, owner, metric == "neg_sqeuclidean")
+    img, txt = retrieval.centre_pair(img, txt, similarity)
+    lo, hi = pair_estimates(img, txt, owner, similarity == "neg_sqeuclidean")
     assert lo.dtype == np.float32 and (lo < hi).all()
-    s32 = retrieval.similarity(img, txt, metric).numpy() if metric == "dot" else None
+    s32 = retrieval.score_matrix(img, txt, similarity).numpy() if similarity == "dot" else None
     a, b = img[owner].double(), txt.double()
-    exact = (a * b).sum(1) if metric == "dot" else -((a - b) ** 2).sum(1)
+    exact = (a * b).sum(1) if similarity == "dot" else -((a - b) ** 2).sum(1)
     assert ((lo <= exact.numpy()) & (exact.numpy() <= hi)).all()
     if s32 is not None:
         t = s32[owner.numpy(), np.arange(300)]
@@ -53,10 +53,10 @@ def paths(monkeypatch: pytest.MonkeyPatch, fused: bool) -> None:
     monkeypatch.setattr(retrieval, "FUSED_MIN_SCORES", 0 if fused else 2**62)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize("n_img", [1000, 1100])
 def test_fused_ranks_are_bit_identical_to_the_torch_path_on_random_floats(
-    metric: str, n_img: int, monkeypatch: pytest.MonkeyPatch
+    similarity: str, n_img: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gen = torch.Generator().manual_seed(n_img)
     img = torch.nn.functional.normalize(torch.randn(n_img, 96, generator=gen), dim=1)
@@ -65,14 +65,14 @@ def test_fused_ranks_are_bit_identical_to_the_torch_path_on_random_floats(
     monkeypatch.setattr(retrieval, "BLOCK_ELEMENTS", 300 * 4100)  # blocks of 300 rows
     monkeypatch.setattr(tiles, "TILE_ROWS", 512)  # several groups: column bands in use
     paths(monkeypatch, fused=False)
-    want = metrics.ranks_from_embeddings(img, txt, owner, metric)
+    want = metrics.ranks_from_embeddings(img, txt, owner, similarity)
     paths(monkeypatch, fused=True)
     calls: list[bool] = []
     real = fused_ranks._scan_tiles
     monkeypatch.setattr(
         fused_ranks, "_scan_tiles", lambda *a, **kw: calls.append(True) or real(*a, **kw)
     )
-    got = metrics.ranks_from_embeddings(img, txt, owner, metric)
+    got = metrics.ranks_from_embeddings(img, txt, owner, similarity)
     assert calls == [True]  # one pass: the bands held every reference
     assert_same_ranks(got, want)
     assert 1 < np.median(got.t2i_rank) < n_img  # a real spread of ranks, not a degenerate case

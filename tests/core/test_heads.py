@@ -40,7 +40,7 @@ def test_seed_heads_are_the_seed_layer_stacks() -> None:
         ("Linear", 2048, 4096),
         ("Dropout", 0.1),
     ]
-    assert model.metric == "neg_sqeuclidean" and model.embed_dim == 4096
+    assert model.similarity == "neg_sqeuclidean" and model.embed_dim == 4096
     model.eval()
     emb = model.encode_images(torch.randn(3, 4096))
     assert emb.shape == (3, 4096)
@@ -55,7 +55,7 @@ def test_vsepp_heads_normalise_and_share_the_space() -> None:
         ("Dropout", 0.2),
         ("Linear", 256, 512),
     ]
-    assert model.metric == "dot"
+    assert model.similarity == "dot"
     img = model.encode_images(torch.randn(5, 32))
     txt = model.encode_texts(torch.randn(7, 16))
     assert img.shape == (5, 512) and txt.shape == (7, 512)
@@ -87,7 +87,7 @@ def test_embed_numpy_is_batched_eval_mode_and_restores_mode() -> None:
     np.testing.assert_allclose(a_img, want, rtol=1e-5, atol=1e-6)
 
 
-def test_scores_use_the_model_metric() -> None:
+def test_scores_use_the_model_similarity() -> None:
     model = DualEncoder.from_recipe(RECIPES["seed"], image_dim=4, text_dim=4)
     a = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
     b = torch.tensor([[1.0, 0.0]])
@@ -104,7 +104,7 @@ def test_bad_inputs_raise_xmr_error() -> None:
         model.embed_texts_numpy(np.zeros((3, 5)))
     with pytest.raises(XmrError, match="must share out_dim"):
         DualEncoder(8, 4, HeadConfig(out_dim=4), HeadConfig(out_dim=8))
-    with pytest.raises(XmrError, match="unknown metric 'cos'"):
-        DualEncoder(8, 4, HeadConfig(), HeadConfig(), metric="cos")
+    with pytest.raises(XmrError, match="unknown similarity 'cos'"):
+        DualEncoder(8, 4, HeadConfig(), HeadConfig(), similarity="cos")
     with pytest.raises(XmrError, match="in_dim > 0"):
         ProjectionHead(0, HeadConfig())

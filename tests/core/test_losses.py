@@ -8,16 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xmr_utils.core.config import LossConfig
+from xmr_utils.core.config import InfoNCEConfig, TripletConfig
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.losses import (
     InfoNCELoss,
     TripletLoss,
     build_loss,
     positive_mask,
-    similarity_matrix,
 )
 from xmr_utils.core.miners import build_miner
+from xmr_utils.core.similarity import pairwise
 
 
 def batch(seed: int, b: int = 20, d: int = 6, n_images: int = 6) -> tuple[torch.Tensor, ...]:
@@ -29,18 +29,23 @@ def batch(seed: int, b: int = 20, d: int = 6, n_images: int = 6) -> tuple[torch.
     return a, c, ids
 
 
-def naive_sim(x: torch.Tensor, y: torch.Tensor, distance: str) -> float:
-    if distance == "cosine":
+def naive_sim(x: torch.Tensor, y: torch.Tensor, similarity: str) -> float:
+    if similarity == "cosine":
         return float(x @ y / (x.norm() * y.norm()))
     return -float(((x - y) ** 2).sum())
 
 
-def naive_triplet(a, c, ids, margin, distance, miner, warmup) -> float:
+def naive_triplet(a, c, ids, margin, similarity, miner, warmup) -> float:
     """Per-anchor loop: pick negatives by the named rule, sum the hinges, mean over anchors."""
-    total = 0.0
+    return naive_triplet_stats(a, c, ids, margin, similarity, miner, warmup)["loss"]
+
+
+def naive_triplet_stats(a, c, ids, margin, similarity, miner, warmup) -> dict[str, float]:
+    """The loss and its recorded statistics, from a loop over anchors and their triplets."""
+    total, triplets, active, pos_total, neg_total, gap_total = 0.0, 0, 0, 0.0, 0.0, 0.0
     for i in range(len(a)):
-        pos = naive_sim(a[i], c[i], distance)
-        negs = [(naive_sim(a[i], c[j], distance), j) for j in range(len(c)) if ids[j] != ids[i]]
+        pos = naive_sim(a[i], c[i], similarity)
+        negs = [(naive_sim(a[i], c[j], similarity), j) for j in range(len(c)) if ids[j] != ids[i]]
         if warmup:
             chosen = negs
         elif miner == "hardest":
@@ -50,27 +55,42 @@ def naive_triplet(a, c, ids, margin, distance, miner, warmup) -> float:
             pool = easier or negs
             chosen = [max(pool, key=lambda t: t[0])] if pool else []
         total += sum(max(0.0, margin - pos + s) for s, _ in chosen)
-    return total / len(a)
+        pos_total += pos
+        for s, _ in chosen:
+            triplets += 1
+            active += margin - pos + s > 0
+            neg_total += s
+            gap_total += (pos - s) / margin
+    return {
+        "loss": total / len(a),
+        "active_triplets": active / triplets,
+        "pos_similarity": pos_total / len(a),
+        "neg_similarity": neg_total / triplets,
+        "gap_over_margin": gap_total / triplets,
+    }
 
 
-@pytest.mark.parametrize("distance", ["cosine", "sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["cosine", "neg_sqeuclidean"])
 @pytest.mark.parametrize("miner", ["hardest", "semihard"])
 @pytest.mark.parametrize("seed", range(4))
-def test_triplet_matches_naive_loop(distance: str, miner: str, seed: int) -> None:
+def test_triplet_matches_naive_loop(similarity: str, miner: str, seed: int) -> None:
     a, c, ids = batch(seed)
-    margin = 0.3 if distance == "cosine" else 4.0
-    loss = TripletLoss(margin, distance, build_miner(miner, warmup_epochs=1))
+    margin = 0.3 if similarity == "cosine" else 4.0
+    loss = TripletLoss(margin, similarity, build_miner(miner, warmup_epochs=1))
     for epoch, warmup in ((0, True), (1, False)):
         got = float(loss(a, c, ids, epoch=epoch))
-        want = naive_triplet(a, c, ids, margin, distance, miner, warmup)
-        assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+        want = naive_triplet_stats(a, c, ids, margin, similarity, miner, warmup)
+        assert got == pytest.approx(want["loss"], rel=1e-9, abs=1e-9)
+        stats = loss.epoch_stats(got)  # one step: the step's statistics
+        want["loss_over_margin"] = want.pop("loss") / margin
+        assert stats == pytest.approx(want, rel=1e-9, abs=1e-9)
 
 
 def test_triplet_random_miner_loss_uses_the_drawn_negative() -> None:
     a, c, ids = batch(5)
     loss = TripletLoss(0.5, "cosine", build_miner("random"))
     got = float(loss(a, c, ids, generator=torch.Generator().manual_seed(1)))
-    sim = similarity_matrix(a, c, "cosine")
+    sim = pairwise(a, c, "cosine")
     chosen = build_miner("random")(
         sim, positive_mask(ids), sim.diagonal(), generator=torch.Generator().manual_seed(1)
     )
@@ -90,7 +110,7 @@ def test_triplet_hand_computed_tiny_case() -> None:
     assert float(TripletLoss(0.2, "cosine")(a, c, ids)) == pytest.approx(0.4)
     assert float(TripletLoss(0.2, "cosine", reduction="sum")(a, c, ids)) == pytest.approx(0.8)
     # squared euclidean: d(a0,c0)=0.16+0.64=0.8, d(a0,c1)=0.04+0.36=0.4 -> 1+0.8-0.4=1.4 (both)
-    assert float(TripletLoss(1.0, "sqeuclidean")(a, c, ids)) == pytest.approx(1.4)
+    assert float(TripletLoss(1.0, "neg_sqeuclidean")(a, c, ids)) == pytest.approx(1.4)
 
 
 def test_margin_behaviour() -> None:
@@ -105,7 +125,7 @@ def test_margin_behaviour() -> None:
     same = torch.ones(4, 3)
     assert float(TripletLoss(0.2)(same, same, ids)) == pytest.approx(0.2)
     assert float(
-        TripletLoss(1.0, "sqeuclidean", build_miner("random"))(
+        TripletLoss(1.0, "neg_sqeuclidean", build_miner("random"))(
             same, same, ids, generator=torch.Generator().manual_seed(0)
         )
     ) == pytest.approx(1.0)
@@ -183,19 +203,51 @@ def test_gradients_finite_including_zero_and_duplicate_rows(kind: str, miner: st
     c[4] = c[5]  # identical candidates
     a.requires_grad_(True)
     c.requires_grad_(True)
-    loss = build_loss(LossConfig(kind=kind, miner=miner, warmup_epochs=0))
+    config = TripletConfig(miner=miner, warmup_epochs=0) if kind == "triplet" else InfoNCEConfig()
+    loss = build_loss(config)
     value = loss(a, c, ids, generator=torch.Generator().manual_seed(0))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(a.grad).all() and torch.isfinite(c.grad).all()
 
 
 def test_build_loss_and_bad_inputs() -> None:
-    t = build_loss(LossConfig(kind="triplet", distance="sqeuclidean", margin=1.0, miner="random"))
-    assert isinstance(t, TripletLoss) and t.distance == "sqeuclidean" and t.margin == 1.0
-    assert isinstance(build_loss(LossConfig(kind="infonce")), InfoNCELoss)
-    with pytest.raises(XmrError, match="unknown distance 'l1'"):
+    t = build_loss(TripletConfig(similarity="neg_sqeuclidean", margin=1.0, miner="random"))
+    assert isinstance(t, TripletLoss) and t.similarity == "neg_sqeuclidean" and t.margin == 1.0
+    assert isinstance(build_loss(InfoNCEConfig()), InfoNCELoss)
+    with pytest.raises(XmrError, match="unknown similarity 'l1'"):
         TripletLoss(0.2, "l1")
     with pytest.raises(XmrError, match="anchors and candidates must both be"):
         TripletLoss()(torch.zeros(3, 2), torch.zeros(4, 2), torch.arange(3))
     with pytest.raises(XmrError, match="image_ids must be"):
         InfoNCELoss()(torch.zeros(3, 2), torch.zeros(3, 2), torch.arange(4))
+
+
+def test_recorded_statistics_are_means_over_the_steps_and_cleared() -> None:
+    a, c, ids = batch(1)
+    loss = TripletLoss(0.3, "cosine", build_miner("hardest"))
+    want = [
+        naive_triplet_stats(x, y, ids, 0.3, "cosine", "hardest", False) for x, y in ((a, c), (c, a))
+    ]
+    values = [float(loss(a, c, ids)), float(loss(c, a, ids))]
+    stats = loss.epoch_stats(sum(values) / 2)
+    for key in ("active_triplets", "pos_similarity", "neg_similarity", "gap_over_margin"):
+        assert stats[key] == pytest.approx((want[0][key] + want[1][key]) / 2, rel=1e-9), key
+    assert loss.epoch_stats(0.0) == {"loss_over_margin": 0.0}  # nothing recorded since
+    assert TripletLoss(0.0).epoch_stats(1.0) == {"loss_over_margin": None}
+
+
+def test_infonce_records_positive_and_negative_cosines() -> None:
+    a, c, ids = batch(2)
+    loss = InfoNCELoss(temperature=0.1, learnable=False)
+    loss(a, c, ids)
+    pos = [naive_sim(a[i], c[i], "cosine") for i in range(len(a))]
+    neg = [
+        naive_sim(a[i], c[j], "cosine")
+        for i in range(len(a))
+        for j in range(len(c))
+        if ids[i] != ids[j]
+    ]
+    stats = loss.epoch_stats(1.0)
+    assert stats["temperature"] == pytest.approx(0.1)
+    assert stats["pos_similarity"] == pytest.approx(sum(pos) / len(pos), rel=1e-9)
+    assert stats["neg_similarity"] == pytest.approx(sum(neg) / len(neg), rel=1e-9)

@@ -16,13 +16,13 @@ from xmr_utils.core.metrics import (
     seed_apk,
     t2i_image_ranks,
 )
-from xmr_utils.core.retrieval import similarity
+from xmr_utils.core.retrieval import score_matrix
 
 KS = (1, 5, 10)
 
 
 def brute_metrics(scores: np.ndarray, owner: np.ndarray) -> dict[str, float]:
-    """Every metric with loops over a stable descending argsort (the documented tie rule)."""
+    """Every similarity with loops over a stable descending argsort (the documented tie rule)."""
     n_img, n_cap = scores.shape
     out: dict[str, float] = {}
     best_ranks, map_k, mapcap_k = [], {k: [] for k in KS}, {k: [] for k in KS}
@@ -150,19 +150,21 @@ def test_best_rank_is_min_of_caption_ranks() -> None:
         assert ranks.i2t_best_rank[i] == (mine.min() if mine.size else 0)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize("chunk", [1, 3, None])
 def test_evaluate_embeddings_equals_materialised(
-    metric: str, chunk: int | None, score_path: str
+    similarity: str, chunk: int | None, score_path: str
 ) -> None:
     rng = np.random.default_rng(11)
     owner = make_owner([1, 3, 7, 0, 5, 5, 2, 4, 1], rng)
     # small integers: every score is exact, with many ties, whatever the summation order
     img = rng.integers(-2, 3, (9, 6)).astype(np.float32)
     txt = rng.integers(-2, 3, (len(owner), 6)).astype(np.float32)
-    want = retrieval_metrics(similarity(img, txt, metric), owner)
-    assert_same(evaluate_embeddings(img, txt, owner, metric, chunk_size=chunk), want)
-    assert_same(want, brute_metrics(similarity(img, txt, metric).numpy().astype(float), owner))
+    want = retrieval_metrics(score_matrix(img, txt, similarity), owner)
+    assert_same(evaluate_embeddings(img, txt, owner, similarity, chunk_size=chunk), want)
+    assert_same(
+        want, brute_metrics(score_matrix(img, txt, similarity).numpy().astype(float), owner)
+    )
 
 
 def test_evaluate_embeddings_random_floats_and_torch_inputs(score_path: str) -> None:
@@ -171,7 +173,7 @@ def test_evaluate_embeddings_random_floats_and_torch_inputs(score_path: str) -> 
     img = torch.nn.functional.normalize(torch.randn(44, 16, generator=gen), dim=1)
     txt = torch.nn.functional.normalize(torch.randn(len(owner), 16, generator=gen), dim=1)
     got = evaluate_embeddings(img, txt, owner, chunk_size=7)
-    assert_same(got, retrieval_metrics(similarity(img, txt), owner))
+    assert_same(got, retrieval_metrics(score_matrix(img, txt), owner))
 
 
 def test_collapsed_embeddings_take_the_exact_second_pass(
@@ -181,7 +183,7 @@ def test_collapsed_embeddings_take_the_exact_second_pass(
     owner = make_owner([2, 3, 1, 4, 0, 2], rng)
     img = np.ones((6, 4), dtype=np.float32)  # every score ties: the band holds everything
     txt = rng.integers(0, 2, (len(owner), 4)).astype(np.float32)
-    want = retrieval_metrics(similarity(img, txt), owner)
+    want = retrieval_metrics(score_matrix(img, txt), owner)
     monkeypatch.setattr(metrics, "MAX_BAND_ENTRIES", 3)
     monkeypatch.setattr(fused_ranks, "MAX_BAND_ENTRIES", 3)
     ranks = ranks_from_embeddings(img, txt, owner, chunk_size=2)
@@ -244,7 +246,7 @@ def test_bad_input_raises_clear_error(scores: np.ndarray, owner: list, match: st
 def test_bad_ks_and_similarity() -> None:
     with pytest.raises(XmrError, match="distinct positive"):
         retrieval_metrics(np.zeros((1, 1)), [0], ks=(0, 1))
-    with pytest.raises(XmrError, match="unknown similarity metric 'cosine'"):
+    with pytest.raises(XmrError, match="unknown similarity 'cosine'"):
         evaluate_embeddings(np.ones((1, 2)), np.ones((1, 2)), [0], similarity="cosine")
     with pytest.raises(XmrError, match="different sizes"):
         evaluate_embeddings(np.ones((1, 2)), np.ones((1, 3)), [0])
@@ -257,7 +259,7 @@ def test_wrong_pair_estimate_is_caught_and_recounted(
     owner = make_owner([2, 3, 1, 4, 2], rng)
     img = rng.integers(-2, 3, (5, 4)).astype(np.float32)
     txt = rng.integers(-2, 3, (len(owner), 4)).astype(np.float32)
-    want = retrieval_metrics(similarity(img, txt), owner)
+    want = retrieval_metrics(score_matrix(img, txt), owner)
     real = metrics._pair_targets
 
     def off_by_100(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,7 +285,7 @@ def test_neg_sqeuclidean_metrics_are_exact_in_the_collapse_regime(
     want = retrieval_metrics(exact, owner)
     assert want["rsum"] == 600.0  # exact arithmetic retrieves every pair
     assert_same(evaluate_embeddings(img, txt, owner, "neg_sqeuclidean", chunk_size=chunk), want)
-    assert_same(retrieval_metrics(similarity(img, txt, "neg_sqeuclidean"), owner), want)
+    assert_same(retrieval_metrics(score_matrix(img, txt, "neg_sqeuclidean"), owner), want)
 
 
 def test_seed_apk_is_the_seeds_average_precision() -> None:

@@ -8,44 +8,44 @@ import torch
 
 from xmr_utils.core import retrieval
 from xmr_utils.core.errors import XmrError
-from xmr_utils.core.retrieval import iter_score_blocks, similarity, stable_topk_block, topk
+from xmr_utils.core.retrieval import iter_score_blocks, score_matrix, stable_topk_block, topk
 
 
-def np_similarity(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+def np_similarity(a: np.ndarray, b: np.ndarray, similarity: str) -> np.ndarray:
     a, b = a.astype(np.float64), b.astype(np.float64)
-    if metric == "dot":
+    if similarity == "dot":
         return a @ b.T
     return -((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
-def test_similarity_matches_numpy(metric: str) -> None:
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+def test_similarity_matches_numpy(similarity: str) -> None:
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((7, 5)), rng.standard_normal((11, 5))
-    got = similarity(a, b, metric)
+    got = score_matrix(a, b, similarity)
     assert got.shape == (7, 11) and got.dtype == torch.float64
-    np.testing.assert_allclose(got.numpy(), np_similarity(a, b, metric), atol=1e-12)
-    got32 = similarity(a.astype(np.float32), torch.from_numpy(b.astype(np.float32)), metric)
+    np.testing.assert_allclose(got.numpy(), np_similarity(a, b, similarity), atol=1e-12)
+    got32 = score_matrix(a.astype(np.float32), torch.from_numpy(b.astype(np.float32)), similarity)
     assert got32.dtype == torch.float32
-    np.testing.assert_allclose(got32.numpy(), np_similarity(a, b, metric), atol=1e-4)
+    np.testing.assert_allclose(got32.numpy(), np_similarity(a, b, similarity), atol=1e-4)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 100, None])
 def test_score_blocks_tile_the_full_matrix(chunk: int | None) -> None:
     rng = np.random.default_rng(1)
     a, b = rng.integers(-3, 4, (10, 4)), rng.integers(-3, 4, (6, 4))
-    full = similarity(a, b, "neg_sqeuclidean")
+    full = score_matrix(a, b, "neg_sqeuclidean")
     blocks = list(iter_score_blocks(a, b, "neg_sqeuclidean", chunk))
     assert [s for s, _ in blocks] == list(range(0, 10, chunk or 10))
     assert torch.equal(torch.cat([blk for _, blk in blocks]), full)
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize(
     ("levels", "k", "chunk"), [(None, 5, 3), (3, 4, 2), (2, 10, 64), (1, 3, 5)]
 )
 def test_topk_matches_stable_argsort(
-    metric: str, levels: int | None, k: int, chunk: int, score_path: str
+    similarity: str, levels: int | None, k: int, chunk: int, score_path: str
 ) -> None:
     rng = np.random.default_rng(2)
     shape_q, shape_i = (13, 3), (40, 3)
@@ -54,8 +54,8 @@ def test_topk_matches_stable_argsort(
     else:  # few distinct values: many exact ties at and around the k-th score
         q, it = rng.integers(0, levels, shape_q), rng.integers(0, levels, shape_i)
     q, it = q.astype(np.float64), it.astype(np.float64)
-    scores, idx = topk(q, it, k, metric, chunk_size=chunk, backend="torch")
-    full = np_similarity(q, it, metric)
+    scores, idx = topk(q, it, k, similarity, chunk_size=chunk, backend="torch")
+    full = np_similarity(q, it, similarity)
     want = np.argsort(-full, axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(idx.numpy(), want)
     np.testing.assert_allclose(scores.numpy(), np.take_along_axis(full, want, 1), atol=1e-9)
@@ -91,12 +91,12 @@ def test_auto_backend_is_ours_with_the_tie_rule(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.skipif(not retrieval.faiss_available(), reason="faiss-cpu not installed")
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
-def test_faiss_backend_matches_torch(metric: str) -> None:
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+def test_faiss_backend_matches_torch(similarity: str) -> None:
     rng = np.random.default_rng(4)
     q, it = rng.standard_normal((20, 8)), rng.standard_normal((200, 8))
-    s_t, i_t = topk(q, it, 5, metric, backend="torch")
-    s_f, i_f = topk(q, it, 5, metric, backend="faiss")
+    s_t, i_t = topk(q, it, 5, similarity, backend="torch")
+    s_f, i_f = topk(q, it, 5, similarity, backend="faiss")
     assert torch.equal(i_t, i_f)
     np.testing.assert_allclose(s_t.numpy(), s_f.numpy(), rtol=1e-4, atol=1e-4)
 
@@ -104,11 +104,11 @@ def test_faiss_backend_matches_torch(metric: str) -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: similarity(np.ones((2, 3)), np.ones((2, 4))), "different embedding sizes"),
-        (lambda: similarity(np.ones(3), np.ones((2, 3))), "2-D"),
-        (lambda: similarity([[1.0]], np.ones((1, 1))), "numpy array or torch tensor"),
-        (lambda: similarity(np.array([[np.inf]]), np.ones((1, 1))), "NaN or infinite"),
-        (lambda: similarity(np.ones((1, 1)), np.ones((1, 1)), "cos"), "unknown similarity"),
+        (lambda: score_matrix(np.ones((2, 3)), np.ones((2, 4))), "different embedding sizes"),
+        (lambda: score_matrix(np.ones(3), np.ones((2, 3))), "2-D"),
+        (lambda: score_matrix([[1.0]], np.ones((1, 1))), "numpy array or torch tensor"),
+        (lambda: score_matrix(np.array([[np.inf]]), np.ones((1, 1))), "NaN or infinite"),
+        (lambda: score_matrix(np.ones((1, 1)), np.ones((1, 1)), "cos"), "unknown similarity"),
         (lambda: topk(np.ones((1, 1)), np.ones((1, 1)), 0), "k must be at least 1"),
         (lambda: topk(np.ones((1, 1)), np.ones((0, 1)), 1), "items is empty"),
         (lambda: topk(np.ones((1, 1)), np.ones((1, 1)), 1, backend="gpu"), "unknown search"),
@@ -120,7 +120,7 @@ def test_bad_input_raises_clear_error(call: object, match: str) -> None:
         call()  # type: ignore[operator]
 
 
-def test_shared_centre_is_the_input_row_nearest_the_joint_mean() -> None:
+def test_central_row_is_the_input_row_nearest_the_joint_mean() -> None:
     rng = np.random.default_rng(6)
     a, b = (
         torch.from_numpy(rng.standard_normal((7, 3))),
@@ -128,9 +128,9 @@ def test_shared_centre_is_the_input_row_nearest_the_joint_mean() -> None:
     )
     both = torch.cat([a, b])
     want = both[torch.argmin(((both - both.mean(0)) ** 2).sum(1))]
-    assert torch.equal(retrieval.shared_centre(a, b), want)
+    assert torch.equal(retrieval.central_row(a, b), want)
     assert torch.equal(
-        retrieval.shared_centre(a[:0], b), b[torch.argmin(((b - b.mean(0)) ** 2).sum(1))]
+        retrieval.central_row(a[:0], b), b[torch.argmin(((b - b.mean(0)) ** 2).sum(1))]
     )
     q, it = retrieval.centre_pair(a, b, "dot")
     assert q is a and it is b  # dot products are not moved
@@ -141,7 +141,7 @@ def test_neg_sqeuclidean_keeps_its_precision_in_the_collapse_regime(
 ) -> None:
     img, txt, _ = collapse_regime
     exact = np_similarity(img, txt, "neg_sqeuclidean")  # float64 from the same float32 inputs
-    got = similarity(img, txt, "neg_sqeuclidean").numpy().astype(np.float64)
+    got = score_matrix(img, txt, "neg_sqeuclidean").numpy().astype(np.float64)
     # expanding around the origin: 1e4-sized terms cancel to ~1e-4 distances (max rel. err ~400)
     assert np.max(np.abs(got - exact) / np.abs(exact)) < 1e-4
     assert (got < 0).all()  # no distance collapses to 0
@@ -157,10 +157,10 @@ def test_neg_sqeuclidean_keeps_its_precision_in_the_collapse_regime(
         )
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_topk_is_bit_identical_to_the_torch_path(
-    metric: str, dtype: type, monkeypatch: pytest.MonkeyPatch
+    similarity: str, dtype: type, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Random floats at real tile sizes: 1000 queries in blocks of 300 rows (a 100-row
     small-kernel tail kept whole), 4100 items in two column tiles, rows split in 2 threads."""
@@ -170,8 +170,8 @@ def test_fused_topk_is_bit_identical_to_the_torch_path(
         rng.standard_normal((4100, 96)).astype(dtype),
     )
     monkeypatch.setattr(retrieval, "FUSED_MIN_SCORES", 2**62)
-    want = topk(q, it, 10, metric, chunk_size=300, backend="torch")
+    want = topk(q, it, 10, similarity, chunk_size=300, backend="torch")
     monkeypatch.setattr(retrieval, "FUSED_MIN_SCORES", 0)
-    got = topk(q, it, 10, metric, chunk_size=300, backend="torch")
+    got = topk(q, it, 10, similarity, chunk_size=300, backend="torch")
     assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
     assert got[0].dtype == want[0].dtype

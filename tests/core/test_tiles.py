@@ -81,32 +81,34 @@ def test_buffer_grows_and_reuses() -> None:
     assert buf.view(10, 10).numel() == 100
 
 
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
-def test_score_tiles_compute_the_similarity(metric: str) -> None:
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+def test_score_tiles_compute_the_similarity(similarity: str) -> None:
     rng = np.random.default_rng(0)
     q, it = (
         rng.integers(-3, 4, (9, 5)).astype(np.float32),
         rng.integers(-3, 4, (12, 5)).astype(np.float32),
     )
-    qt, itt = retrieval.centre_pair(torch.from_numpy(q), torch.from_numpy(it), metric)
-    st = ScoreTiles(qt, itt, metric == "neg_sqeuclidean")
-    full = retrieval.similarity(q, it, metric)
+    qt, itt = retrieval.centre_pair(torch.from_numpy(q), torch.from_numpy(it), similarity)
+    st = ScoreTiles(qt, itt, similarity == "neg_sqeuclidean")
+    full = retrieval.score_matrix(q, it, similarity)
     assert torch.equal(st.compute(2, 7, 3, 11, Buffer(torch.float32)), full[2:7, 3:11])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("metric", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize(("n_q", "dim"), [(1000, 256), (1100, 96)])
 def test_tiles_are_bit_identical_to_full_width_blocks(
-    dtype: torch.dtype, metric: str, n_q: int, dim: int, monkeypatch: pytest.MonkeyPatch
+    dtype: torch.dtype, similarity: str, n_q: int, dim: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gen = torch.Generator().manual_seed(n_q)
     q = torch.randn(n_q, dim, generator=gen, dtype=dtype)
     it = torch.randn(4100, dim, generator=gen, dtype=dtype)
-    qc, itc = retrieval.centre_pair(q, it, metric)
+    qc, itc = retrieval.centre_pair(q, it, similarity)
     rows = 300  # blocks of 300 rows; 1000 rows leave a 100-row (small-kernel) tail
-    want = torch.cat([b.clone() for _, b in retrieval.checked_score_blocks(qc, itc, metric, rows)])
-    st = ScoreTiles(qc, itc, metric == "neg_sqeuclidean")
+    want = torch.cat(
+        [b.clone() for _, b in retrieval.checked_score_blocks(qc, itc, similarity, rows)]
+    )
+    st = ScoreTiles(qc, itc, similarity == "neg_sqeuclidean")
     got = torch.full_like(want, torch.nan)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # as inside scan.run_team

@@ -25,8 +25,8 @@ from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.retrieval import topk
 
 if TYPE_CHECKING:
-    from xmr_utils.app.study import SplitView
     from xmr_utils.core.data.corpus import CaptionCorpus
+    from xmr_utils.core.data.views import SplitView
     from xmr_utils.core.heads import DualEncoder
 
 
@@ -114,7 +114,7 @@ class QueryBrowser:
             emb,
             index.image_emb,
             k=min(k or self.k, len(index.image_emb)),
-            metric=index.model.metric,
+            similarity=index.model.similarity,
         )
         owners = {
             int(self.corpus.owner[c])
@@ -134,7 +134,7 @@ class QueryBrowser:
             index.image_emb[row : row + 1],
             index.caption_emb,
             k=min(k or self.k, len(index.caption_emb)),
-            metric=index.model.metric,
+            similarity=index.model.similarity,
         )
         captions = self.view.captions[np.asarray(cols[0])]
         own = set(np.flatnonzero(self.corpus.owner == image_index).tolist())

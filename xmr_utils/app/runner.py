@@ -8,14 +8,24 @@
 from __future__ import annotations
 
 import ast
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmr_utils.app.runs import resolve_path
+from xmr_utils.app.env import apply_defaults as apply_env_defaults
+from xmr_utils.app.run_lock import own_run
+from xmr_utils.app.runs import (
+    RunLayout,
+    mark_finished,
+    read_params,
+    read_plan,
+    read_status,
+    record_notebook,
+    resolve_path,
+    run_state,
+)
 from xmr_utils.core.errors import XmrError, unknown_choice
 
 NOTEBOOK_DIR = "notebooks"
@@ -121,20 +131,16 @@ def select_notebooks(paths: Sequence[Path], only: str) -> list[Path]:
 def run_notebooks(
     paths: Sequence[Path], run_dir: Path, params: Mapping[str, Any], *, log_output: bool = False
 ) -> list[NotebookResult]:
-    """Execute ``paths`` in order into ``run_dir/executed``; stop at the first failure."""
+    """Execute ``paths`` in order into ``run_dir/executed``; stop at the first failure.
+
+    Each finished (or failed) notebook is recorded in the run's ``status.json``, so
+    :func:`resume_run` knows where to continue. The caller owns the run
+    (:func:`execute_run` holds its lock).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    env_defaults = {
-        "NUMBA_CACHE_DIR": str(resolve_path("data/cache/numba")),
-        "MPLCONFIGDIR": str(resolve_path("data/cache/matplotlib")),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "XMR_HOME": str(resolve_path(".")),
-    }
-    for key, value in env_defaults.items():  # inherited by the kernels papermill starts
-        os.environ.setdefault(key, value)
+    apply_env_defaults()  # inherited by the kernels papermill starts
     results = []
     for path in paths:
         declared = declared_parameters(path)
@@ -145,7 +151,7 @@ def run_notebooks(
         try:
             papermill.execute_notebook(
                 str(path),
-                str(run_dir / "executed" / path.name),
+                str(RunLayout(run_dir).executed_notebook(path.stem)),
                 parameters=nb_params,
                 kernel_name="python3",
                 progress_bar=False,
@@ -155,10 +161,64 @@ def run_notebooks(
         except PapermillExecutionError as err:
             line = f"{err.ename}: {err.evalue}".strip()
             results.append(NotebookResult(path.stem, time.perf_counter() - start, line))
+            record_notebook(run_dir, path.stem, results[-1].seconds, error=line)
             break
         results.append(NotebookResult(path.stem, time.perf_counter() - start))
+        record_notebook(run_dir, path.stem, results[-1].seconds)
         print(f"[xmr] {path.name} done in {results[-1].seconds:.1f} s", flush=True)
     return results
+
+
+def execute_run(
+    run_dir: Path,
+    paths: Sequence[Path],
+    params: Mapping[str, Any],
+    *,
+    log_output: bool = False,
+    runs_root: str | Path | None = None,
+) -> list[NotebookResult]:
+    """Run ``paths`` into ``run_dir`` while owning it (:func:`xmr_utils.app.run_lock.own_run`:
+    nobody else can write into it, its kernels can). When every notebook of the run's plan is
+    done and the plan seals, seal the run and, with ``runs_root``, make it ``LATEST`` there. A
+    failed or interrupted run stays unsealed and never becomes LATEST."""
+    with own_run(run_dir):
+        results = run_notebooks(paths, run_dir, params, log_output=log_output)
+        plan, done = read_plan(run_dir), read_status(run_dir)["done"]
+        complete = all(Path(name).stem in done for name in plan.notebooks)
+        if plan.seal and complete and not any(r.error for r in results):
+            summary = {"notebook_seconds": dict(done), "notebooks": list(plan.notebooks)}
+            mark_finished(run_dir, summary, runs_root=runs_root)
+    return results
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    notebook_dir: str | Path = NOTEBOOK_DIR,
+    log_output: bool = False,
+    runs_root: str | Path | None = None,
+) -> list[NotebookResult]:
+    """Continue an unfinished run with its own recorded parameters: the notebooks of its plan
+    that are not done yet, in order. Training inside notebooks 02/03 resumes from each
+    model's ``last.pt``, so the result equals an uninterrupted run. Refused for a finished run
+    and for a run that a live process owns."""
+    run = resolve_path(run_dir)
+    if not RunLayout(run).params.exists():
+        raise XmrError(f"{run} holds no run (no params.json); nothing to resume")
+    state = run_state(run)
+    if state == "finished":
+        raise XmrError(f"run {run} is finished; there is nothing to resume")
+    if state == "running":
+        raise XmrError(f"run {run} is being executed by another process; it cannot be resumed")
+    by_name = {p.name: p for p in notebook_paths(notebook_dir)}
+    plan = read_plan(run).notebooks or tuple(read_params(run).get("notebooks") or by_name)
+    missing = [name for name in plan if name not in by_name]
+    if missing:
+        raise XmrError(f"run {run} planned notebook(s) {missing} that are not in {notebook_dir}")
+    done = read_status(run)["done"]
+    todo = [by_name[name] for name in plan if Path(name).stem not in done]
+    print(f"[xmr] resuming {run}: {len(done)} notebook(s) done, {len(todo)} to run", flush=True)
+    return execute_run(run, todo, read_params(run), log_output=log_output, runs_root=runs_root)
 
 
 def summary_table(metrics: Mapping[str, Any]) -> str:

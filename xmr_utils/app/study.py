@@ -17,7 +17,11 @@ import numpy as np
 from xmr_utils.app import viz
 from xmr_utils.app.ablation import read_results
 from xmr_utils.app.runs import (
-    open_run,
+    RunLayout,
+    RunView,
+    create_run,
+    open_for_writing,
+    open_view,
     read_json,
     read_params,
     record_params,
@@ -26,22 +30,22 @@ from xmr_utils.app.runs import (
 )
 from xmr_utils.app.viz import umap_2d
 from xmr_utils.core import features
-from xmr_utils.core.config import RECIPES, parse_recipes, recipe_with
+from xmr_utils.core.config import DIRECTIONS, RECIPES, parse_recipes, recipe_with
 from xmr_utils.core.data import DATASET_NAMES, load_corpus
+from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
-from xmr_utils.core.retrieval import similarity, topk
-from xmr_utils.core.train import embed, load_model, load_snapshots, train_model
+from xmr_utils.core.retrieval import score_matrix, topk
+from xmr_utils.core.train import ModelDir, TrainData, embed, train_model
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
 
     from xmr_utils.core.data.corpus import CaptionCorpus
     from xmr_utils.core.heads import DualEncoder
-
-DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
 
 
 @dataclass(frozen=True)
@@ -56,20 +60,6 @@ class RunData:
     corpus: CaptionCorpus
     image_feats: np.ndarray
     text_feats: np.ndarray
-
-
-@dataclass(frozen=True)
-class SplitView:
-    """One split of the corpus in local indices: rows of the split's image and caption arrays.
-
-    ``images [n]`` and ``captions [m]`` index the corpus; ``owner [m]`` maps each split caption
-    to its image's row in ``images``.
-    """
-
-    name: str
-    images: np.ndarray
-    captions: np.ndarray
-    owner: np.ndarray
 
 
 #: The report split a notebook uses by default: ``test``, or ``val`` when the dataset has no
@@ -94,9 +84,7 @@ def split_view(corpus: CaptionCorpus, split: str) -> SplitView:
             f"split {split!r} of {corpus.name} is empty; choose another split, or "
             f"{AUTO_SPLIT!r} (test when it has images, else val)"
         )
-    captions = corpus.split_captions(split)
-    owner = np.searchsorted(images, corpus.owner[captions])
-    return SplitView(split, images, captions, owner)
+    return SplitView.of(split, images, corpus.owner)
 
 
 def load_corpus_for(params: dict[str, Any]) -> CaptionCorpus:
@@ -132,18 +120,47 @@ def load_run_data(run_dir: Path) -> RunData:
 
 
 def start_run(run_dir: str, **params: Any) -> Path:
-    """Notebook 00: open ``run_dir`` (empty -> a new run) and record the data parameters."""
-    folder = open_run(run_dir, params=params, create=True)
+    """Notebook 00: ``run_dir`` (a pipeline's run, or a new folder to create there), or for
+    ``""`` a new run that becomes ``LATEST``; records the data parameters."""
+    if run_dir and not RunLayout(resolve_path(run_dir)).params.exists():
+        folder = create_run(params, run_dir=run_dir, created_by="notebook")
+    elif run_dir:
+        folder = open_for_writing(run_dir)
+    else:
+        folder = create_run(params, created_by="notebook")
     record_params(folder, params)
     return folder
 
 
 def continue_run(run_dir: str, **params: Any) -> Path:
-    """Notebooks 01-06: open ``run_dir`` (empty -> the latest unfinished run) and record this
-    notebook's parameters beside those of the notebooks before it."""
-    folder = open_run(run_dir)
+    """Notebooks 01-03: ``run_dir``, or for ``""`` the ``LATEST`` run (never a new one), and
+    record this notebook's parameters beside those of the notebooks before it."""
+    folder = open_for_writing(run_dir)
     record_params(folder, params)
     return folder
+
+
+def open_results(run_dir: str, **params: Any) -> RunView:
+    """Notebooks 04-06: the run to read — ``run_dir``, or for ``""`` the ``LATEST`` run (else
+    the newest finished one) — and where this notebook writes. A finished run is viewed
+    read-only: ``view.out`` is then ``views/<run_id>/`` and the run itself is never written;
+    the notebook's parameters are recorded in ``view.out``."""
+    view = open_view(run_dir)
+    if not view.read_only:
+        record_params(view.run, params)
+    for name, value in params.items():  # a view records what it was opened with
+        update_json(view.out / "view_params.json", (name,), value)
+    return view
+
+
+def view_note(view: RunView) -> str:
+    """One markdown line for notebooks 04-06: which run they read and where they write."""
+    if view.read_only:
+        return (
+            f"Viewing the finished run `{view.run}` **read-only**; this notebook's figures and "
+            f"tables go to `{view.out}`."
+        )
+    return f"Working on the run `{view.run}` (not finished yet): outputs are written into it."
 
 
 # ---------------------------------------------------------------- notebook 00: data
@@ -190,16 +207,23 @@ def extract_features(
     *,
     batch_size: int = 32,
     device: str = "auto",
+    scheduler: str = "",
 ) -> FeatureSummary:
-    """Extract (or load from the cache) both modalities' features and time each."""
+    """Extract (or load from the cache) both modalities' features and time each.
+
+    ``scheduler``: ``""`` extracts image features in this process; a Dask scheduler address,
+    a scheduler file or ``"local:N"`` shards them over its workers
+    (:func:`xmr_utils.core.features.cluster.dask_client`).
+    """
     import pandas as pd
 
     cache = resolve_path(features_dir)
     rows = []
     start = time.perf_counter()
-    image_feats = features.image_features(
-        corpus, image_encoder, cache, batch_size=batch_size, device=device
-    )
+    with dask_client(scheduler) as client:
+        image_feats = features.image_features(
+            corpus, image_encoder, cache, batch_size=batch_size, device=device, client=client
+        )
     rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
     start = time.perf_counter()
     text_feats = features.text_features(corpus, text_encoder, cache)
@@ -217,7 +241,7 @@ def extract_features(
             for modality, spec, feats, seconds in rows
         ]
     )
-    table.attrs["cache"] = str(cache / corpus.name)
+    table.attrs["cache"] = str(features.dataset_folder(cache, corpus))
     return FeatureSummary(image_feats, text_feats, table)
 
 
@@ -253,9 +277,7 @@ def nearest_neighbours(
 
 def model_dir(run_dir: Path, direction: str, recipe: str) -> Path:
     """Where one trained model lives: ``models/<direction>-<recipe>/``."""
-    if direction not in DIRECTIONS:
-        raise unknown_choice("direction", direction, DIRECTIONS)
-    return Path(run_dir) / "models" / f"{direction}-{recipe}"
+    return RunLayout(Path(run_dir)).model_folder(direction, recipe)
 
 
 def train_direction(
@@ -283,11 +305,13 @@ def train_direction(
         result = train_model(
             recipe,
             direction,
-            data.image_feats,
-            data.text_feats,
-            data.corpus.owner,
-            data.corpus.split_images("train"),
-            data.corpus.split_images("val"),
+            TrainData(
+                data.image_feats,
+                data.text_feats,
+                data.corpus.owner,
+                data.corpus.split_images("train"),
+                data.corpus.split_images("val"),
+            ),
             model_dir(data.run_dir, direction, name),
             device=resolve_device(device),
         )
@@ -305,13 +329,11 @@ def train_direction(
 
 def load_histories(run_dir: Path, direction: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """``"<direction>-<recipe>"`` -> its per-epoch history rows (from ``history.jsonl``)."""
-    import json
-
     histories = {}
-    for path in sorted((Path(run_dir) / "models").glob("*/history.jsonl")):
-        label = path.parent.name
-        if direction is None or label.startswith(direction + "-"):
-            histories[label] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    for path in RunLayout(Path(run_dir)).model_folders(direction).values():
+        folder = ModelDir(path)
+        if folder.history.exists():
+            histories[path.name] = folder.read_history()
     if not histories:
         raise XmrError(f"no training history under {Path(run_dir) / 'models'}; run 02/03 first")
     return histories
@@ -321,9 +343,10 @@ def trained_models(run_dir: Path) -> dict[tuple[str, str], DualEncoder]:
     """``(recipe, direction)`` -> the best checkpoint of every model trained in the run."""
 
     models = {}
-    for path in sorted((Path(run_dir) / "models").glob("*/best.pt")):
-        direction, recipe = path.parent.name.split("-", 1)
-        models[(recipe, direction)] = load_model(path)[0]
+    for key, path in RunLayout(Path(run_dir)).model_folders().items():
+        folder = ModelDir(path)
+        if folder.best.exists():
+            models[key] = folder.load_best()[0]
     if not models:
         raise XmrError(f"no trained model under {Path(run_dir) / 'models'}; run 02/03 first")
     return models
@@ -341,7 +364,7 @@ def model_scores(model: DualEncoder, data: RunData, view: SplitView) -> np.ndarr
     """Image×caption scores ``[n, m]`` of a split under the model's own similarity."""
 
     img, txt = split_embeddings(model, data, view)
-    return similarity(img, txt, metric=model.metric).numpy()
+    return score_matrix(img, txt, similarity=model.similarity).numpy()
 
 
 def fuse_scores(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -365,7 +388,7 @@ SELECTION_CAVEAT = (
 )
 
 
-def evaluate(data: RunData, split: str = AUTO_SPLIT) -> dict[str, Any]:
+def evaluate(data: RunData, split: str = AUTO_SPLIT, *, out: Path | None = None) -> dict[str, Any]:
     """Metrics of every trained model (and the fusion of each recipe's two models) on
     ``split``, written to ``metrics.json``: ``models[recipe][model] = {i2t_*, t2i_*, rsum}``."""
 
@@ -392,7 +415,7 @@ def evaluate(data: RunData, split: str = AUTO_SPLIT) -> dict[str, Any]:
         # training picks each model's best epoch on val (notebooks 02/03)
         "caveat": (SELECTION_CAVEAT if view.name == "val" else ""),
     }
-    path = data.run_dir / "metrics.json"
+    path = RunLayout(Path(out) if out is not None else data.run_dir).metrics
     for key, value in record.items():
         update_json(path, (key,), value)
     return record
@@ -442,8 +465,8 @@ def retrieval_examples(
     rng = np.random.default_rng(seed)
     q_img = rng.choice(len(view.images), size=min(queries, len(view.images)), replace=False)
     q_cap = rng.choice(len(view.captions), size=min(queries, len(view.captions)), replace=False)
-    _, top_cap = topk(img[q_img], txt, k=min(k, len(txt)), metric=model.metric)
-    _, top_img = topk(txt[q_cap], img, k=min(k, len(img)), metric=model.metric)
+    _, top_cap = topk(img[q_img], txt, k=min(k, len(txt)), similarity=model.similarity)
+    _, top_img = topk(txt[q_cap], img, k=min(k, len(img)), similarity=model.similarity)
     return (
         [int(view.images[i]) for i in q_img],
         view.captions[np.asarray(top_cap)],
@@ -453,9 +476,16 @@ def retrieval_examples(
 
 
 def example_grids(
-    data: RunData, *, split: str = AUTO_SPLIT, queries: int = 4, k: int = 5, seed: int = 0
+    data: RunData,
+    *,
+    split: str = AUTO_SPLIT,
+    queries: int = 4,
+    k: int = 5,
+    seed: int = 0,
+    out: Path | None = None,
 ) -> dict[str, Any]:
-    """Retrieval grids of every trained model, saved under ``figures/``: name -> Figure."""
+    """Retrieval grids of every trained model, saved under ``<out>/figures/`` (``out``: the
+    notebook's :class:`RunView` ``out``; default the run): name -> Figure."""
 
     figures = {}
     for (recipe, direction), model in trained_models(data.run_dir).items():
@@ -473,7 +503,7 @@ def example_grids(
                 viz.text_to_image_grid(data.corpus, q_cap, top_img, title=title),
             ),
         ):
-            viz.save(fig, data.run_dir, name)
+            viz.save(fig, out if out is not None else data.run_dir, name)
             figures[name] = fig
     return figures
 
@@ -489,7 +519,7 @@ def collapse_table(data: RunData, split: str = AUTO_SPLIT) -> pd.DataFrame:
     rows = []
     for (recipe, direction), model in trained_models(data.run_dir).items():
         img, txt = split_embeddings(model, data, view)
-        stats = collapse_stats(img, txt, view.owner, metric=model.metric)
+        stats = collapse_stats(img, txt, view.owner, similarity=model.similarity)
         rows.append({"recipe": recipe, "model": direction, **stats})
     return pd.DataFrame(rows).set_index(["recipe", "model"])
 
@@ -511,13 +541,7 @@ def joint_space_panels(
     chosen = np.sort(
         rng.choice(len(view.images), size=min(points, len(view.images)), replace=False)
     )
-    cap_rows = np.flatnonzero(np.isin(view.owner, chosen))
-    sub = SplitView(
-        split,
-        view.images[chosen],
-        view.captions[cap_rows],
-        np.searchsorted(chosen, view.owner[cap_rows]),
-    )
+    sub = view.subset(chosen)
     panels = {}
     for (recipe, model_direction), model in trained_models(data.run_dir).items():
         if model_direction != direction:
@@ -526,7 +550,7 @@ def joint_space_panels(
         xy = umap_2d(
             np.concatenate([img, txt]),
             seed=seed,
-            metric="cosine" if model.metric == "dot" else "euclidean",
+            metric="cosine" if model.similarity == "dot" else "euclidean",
         )
         pairs = np.stack([sub.owner, np.arange(len(sub.captions))], axis=1)
         panels[f"{recipe} ({direction})"] = (xy[: len(img)], xy[len(img) :], pairs)
@@ -613,8 +637,6 @@ def snapshot_panels(
     neighbourhoods, not scale, so each panel also records which image every caption retrieves
     first (``caption_top1``): a collapsed space shows as a few hub images every caption lands on.
     """
-    import json
-
     if direction not in DIRECTIONS:
         raise unknown_choice("direction", direction, DIRECTIONS)
     if points < 2:
@@ -622,35 +644,30 @@ def snapshot_panels(
     run_dir = Path(run_dir)
     panels: dict[str, list[SnapshotPanel]] = {}
     for recipe in _snapshot_recipes(run_dir, direction, recipes):
-        folder = model_dir(run_dir, direction, recipe)
-        snapshots = load_snapshots(folder)
+        folder = ModelDir(model_dir(run_dir, direction, recipe))
+        snapshots = folder.snapshots()
         if not snapshots:
             raise XmrError(
-                f"no training snapshots in {folder / 'snapshots'}; train {direction}-{recipe} "
+                f"no training snapshots in {folder.snapshot_dir}; train {direction}-{recipe} "
                 f"again (notebook 02/03) to write them"
             )
-        hist = folder / "history.jsonl"
-        rows = (
-            [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
-            if hist.exists()
-            else []
-        )
-        by_epoch = {int(r["epoch"]): r for r in rows}
+        by_epoch = {int(r["epoch"]): r for r in folder.read_history()}
         n = len(snapshots[0].image_ids)
         keep = np.arange(n)
         if n > points:
             keep = np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
         panels[recipe] = []
         for snap in snapshots:
-            cap_rows = np.flatnonzero(np.isin(snap.owner, keep))
-            owner = np.searchsorted(keep, snap.owner[cap_rows])
+            rows = SplitView("snapshot", np.arange(n), np.arange(len(snap.owner)), snap.owner)
+            sub = rows.subset(keep)  # images: rows of image_emb; captions: rows of text_emb
+            cap_rows, owner = sub.captions, sub.owner
             img, txt = snap.image_emb[keep], snap.text_emb[cap_rows]
             xy = umap_2d(
                 np.concatenate([img, txt]),
                 seed=seed,
-                metric="cosine" if snap.metric == "dot" else "euclidean",
+                metric="cosine" if snap.similarity == "dot" else "euclidean",
             )
-            _, top1 = topk(txt, img, 1, metric=snap.metric, backend="torch")
+            _, top1 = topk(txt, img, 1, similarity=snap.similarity, backend="torch")
             row = by_epoch.get(snap.epoch, {})
             panels[recipe].append(
                 SnapshotPanel(

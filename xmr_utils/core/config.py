@@ -1,7 +1,8 @@
 """Training recipes as frozen dataclasses, saved and loaded as plain JSON.
 
 A :class:`Recipe` bundles one concern per dataclass: the two projection heads
-(:class:`HeadConfig`), the loss and its negative miner (:class:`LossConfig`), the
+(:class:`HeadConfig`), the loss (:data:`LossConfig`: a :class:`TripletConfig` with its
+negative miner, or an :class:`InfoNCEConfig`), the
 optimiser and schedule (:class:`OptimConfig`) and the loop (:class:`TrainConfig`).
 Presets live in :data:`RECIPES` (``seed``, ``vsepp`` — the default —, ``semihard``,
 ``infonce``); :func:`recipe_with` derives a variant from dotted overrides::
@@ -17,20 +18,27 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import asdict, dataclass, fields, is_dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.registry import Registry
+from xmr_utils.core.similarity import (
+    COSINE,
+    LEGACY_NAMES,
+    LOSS_SIMILARITIES,
+    check_similarity,
+    score_similarity,
+)
 
 ACTIVATIONS: tuple[str, ...] = ("prelu", "relu", "gelu")
-LOSS_KINDS: tuple[str, ...] = ("triplet", "infonce")
-DISTANCES: tuple[str, ...] = ("cosine", "sqeuclidean")
 MINER_NAMES: tuple[str, ...] = ("random", "semihard", "hardest")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 EPOCH_PAIRS: tuple[str, ...] = ("all", "one_per_image")
 DEFAULT_RECIPE = "vsepp"
+#: The two models of a recipe: image anchors (``img2txt``) and caption anchors (``txt2img``).
+DIRECTIONS: tuple[str, ...] = ("img2txt", "txt2img")
 
 C = TypeVar("C")
 
@@ -52,14 +60,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _coerce(value, inner, where)
+        present = tuple(o for o in options if o is not type(None))
+        if len(present) > 1:  # configs of several kinds (the loss)
+            return _from_kind(value, present, where)
+        return _coerce(value, present[0], where)
     if origin is tuple:
         item_type = typing.get_args(hint)[0]
         if not isinstance(value, list | tuple):
             raise XmrError(f"{where} must be a list, got {value!r}")
         return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
-    if is_dataclass(hint):
+    if isinstance(hint, type) and is_dataclass(hint):
         if isinstance(value, hint):
             return value
         if not isinstance(value, dict):
@@ -86,6 +96,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _from_dict(cls: type[C], data: dict[str, Any], where: str) -> C:
     """Build dataclass ``cls`` from ``data``; unknown or missing keys raise XmrError."""
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:
+        data = upgrade(data)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(names))
@@ -98,18 +111,52 @@ def _from_dict(cls: type[C], data: dict[str, Any], where: str) -> C:
         raise XmrError(f"{where or cls.__name__}: {exc}") from None
 
 
+def _from_kind(value: Any, options: tuple[Any, ...], where: str) -> Any:
+    """One of several config types, picked by ``value["kind"]`` (the first type's kind when
+    absent); each option is a dataclass with a ``kind`` class attribute."""
+    if isinstance(value, options):
+        return value
+    by_kind = {o.kind: o for o in options}
+    if not isinstance(value, dict):
+        raise XmrError(
+            f"{where} must be a mapping with a kind ({', '.join(by_kind)}), got {value!r}"
+        )
+    kind = value.get("kind", options[0].kind)
+    if kind not in by_kind:
+        raise unknown_choice(f"{where} kind", kind, by_kind)
+    return _from_dict(by_kind[kind], {k: v for k, v in value.items() if k != "kind"}, where)
+
+
+def _to_dict(obj: Any) -> Any:
+    """:func:`dataclasses.asdict` that also writes a config's ``kind`` (a class attribute)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        kind = getattr(type(obj), "kind", None)
+        out: dict[str, Any] = {"kind": kind} if isinstance(kind, str) else {}
+        out.update({f.name: _to_dict(getattr(obj, f.name)) for f in fields(obj)})
+        return out
+    if isinstance(obj, tuple):
+        return tuple(_to_dict(v) for v in obj)
+    return obj
+
+
 class _JsonMixin:
     """``to_dict``/``from_dict`` and ``to_json``/``from_json`` for the frozen configs."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists when dumped)."""
-        return asdict(self)  # type: ignore[call-overload]
+        """Plain JSON-ready dict (tuples become lists when dumped); a per-kind config also
+        writes its ``kind``."""
+        return dict(_to_dict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
         """Inverse of :meth:`to_dict`; raises XmrError for unknown fields or wrong types."""
         if not isinstance(data, dict):
             raise XmrError(f"{cls.__name__} must be read from a mapping, got {type(data).__name__}")
+        kind = getattr(cls, "kind", None)
+        if isinstance(kind, str):
+            if data.get("kind", kind) != kind:
+                raise XmrError(f"{cls.__name__} is kind {kind!r}, not {data['kind']!r}")
+            data = {k: v for k, v in data.items() if k != "kind"}
         return _from_dict(cls, data, cls.__name__)
 
     def to_json(self) -> str:
@@ -147,43 +194,102 @@ class HeadConfig(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class LossConfig(_JsonMixin):
-    """The metric-learning objective.
+class TripletConfig(_JsonMixin):
+    """The triplet hinge ``max(0, margin - s(a,p) + s(a,n))``, ``s`` the ``similarity``
+    (``cosine`` or ``neg_sqeuclidean``), over the negatives ``miner`` picks; for the first
+    ``warmup_epochs`` epochs every in-batch negative is used (sum of hinges). ``reduction``
+    combines the per-anchor losses of a batch. In JSON: ``{"kind": "triplet", ...}``."""
 
-    ``kind="triplet"``: hinge ``max(0, margin - s(a,p) + s(a,n))`` in similarity space with
-    ``s`` = cosine or ``-squared euclidean`` (``distance``) over the negatives ``miner``
-    picks; for the first ``warmup_epochs`` epochs every in-batch negative is used (sum of
-    hinges). ``kind="infonce"``: symmetric InfoNCE on cosine with ``temperature``
-    (learnable when ``learn_temperature``, never below ``min_temperature``).
-    ``reduction`` combines the per-anchor losses of a batch.
-    """
-
-    kind: str = "triplet"
-    distance: str = "cosine"
+    kind: ClassVar[str] = "triplet"
+    similarity: str = COSINE
     margin: float = 0.2
     miner: str = "hardest"
     warmup_epochs: int = 1
+    reduction: str = "mean"
+
+    def __post_init__(self) -> None:
+        check_similarity(self.similarity, LOSS_SIMILARITIES)
+        _check_choice("miner", self.miner, MINER_NAMES)
+        _check_choice("reduction", self.reduction, REDUCTIONS)
+        _check(self.margin >= 0.0, f"loss margin must be >= 0, got {self.margin}")
+        _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+    @staticmethod
+    def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+        """A loss dict as checkpoints before per-kind configs stored it -> this config's."""
+        return _upgrade_flat(data, _FLAT_INFONCE_ONLY)
+
+
+@dataclass(frozen=True)
+class InfoNCEConfig(_JsonMixin):
+    """Symmetric InfoNCE on cosine similarity with ``temperature`` (learnable when
+    ``learn_temperature``, never below ``min_temperature``); ``reduction`` combines the
+    per-pair losses of a batch. In JSON: ``{"kind": "infonce", ...}``."""
+
+    kind: ClassVar[str] = "infonce"
     temperature: float = 0.07
     learn_temperature: bool = True
     min_temperature: float = 0.01
     reduction: str = "mean"
 
     def __post_init__(self) -> None:
-        _check_choice("loss kind", self.kind, LOSS_KINDS)
-        _check_choice("distance", self.distance, DISTANCES)
-        _check_choice("miner", self.miner, MINER_NAMES)
         _check_choice("reduction", self.reduction, REDUCTIONS)
-        _check(self.margin >= 0.0, f"loss margin must be >= 0, got {self.margin}")
-        _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         _check(self.min_temperature > 0.0, "min_temperature must be > 0")
         _check(
             self.temperature >= self.min_temperature,
             f"temperature {self.temperature} is below min_temperature {self.min_temperature}",
         )
-        _check(
-            self.kind != "infonce" or self.distance == "cosine",
-            "the infonce loss is defined on cosine similarity; set distance to 'cosine'",
-        )
+
+    @property
+    def similarity(self) -> str:
+        """InfoNCE is defined on cosine similarity."""
+        return COSINE
+
+    @staticmethod
+    def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+        """A loss dict as checkpoints before per-kind configs stored it -> this config's
+        (the triplet fields it carried as filler are dropped; its similarity was cosine)."""
+        upgraded = _upgrade_flat(data, _FLAT_TRIPLET_ONLY)
+        if "distance" in data:
+            _check(
+                upgraded.pop("similarity") == COSINE,
+                "the infonce loss is defined on cosine similarity; set similarity to 'cosine'",
+            )
+        return upgraded
+
+
+#: The loss of a recipe: one config type per kind, told apart by ``kind`` in JSON.
+LossConfig: TypeAlias = TripletConfig | InfoNCEConfig
+#: Loss kind -> its config type (the kind names are the types' ``kind``).
+LOSS_CONFIGS: Registry[type[TripletConfig] | type[InfoNCEConfig]] = Registry(
+    "loss kind", {cls.kind: cls for cls in (TripletConfig, InfoNCEConfig)}
+)
+LOSS_KINDS: tuple[str, ...] = tuple(LOSS_CONFIGS)
+
+# The flat LossConfig that checkpoints written before per-kind configs hold: every field of
+# both kinds, ``distance`` for today's ``similarity`` (it always had ``distance``, which no
+# per-kind config has, so its presence marks the old format).
+_FLAT_TRIPLET_ONLY = ("distance", "margin", "miner", "warmup_epochs")
+_FLAT_INFONCE_ONLY = ("temperature", "learn_temperature", "min_temperature")
+
+
+def _upgrade_flat(data: dict[str, Any], other_kind_fields: tuple[str, ...]) -> dict[str, Any]:
+    """An old flat loss dict (it has ``distance``) without ``kind`` and the other kind's
+    fields, ``distance`` renamed ``similarity`` (old names mapped); other dicts unchanged."""
+    if "distance" not in data:
+        return data
+    dropped = ("kind", "distance", *other_kind_fields)
+    upgraded = {k: v for k, v in data.items() if k not in dropped}
+    distance = data["distance"]
+    upgraded["similarity"] = LEGACY_NAMES.get(distance, distance)
+    return upgraded
+
+
+def loss_config_from_dict(data: Any, where: str = "loss") -> LossConfig:
+    """The loss config a JSON mapping describes: ``kind`` picks the type (``triplet`` when
+    absent, the old flat config's default); old flat dicts are read too."""
+    loss: LossConfig = _from_kind(data, tuple(LOSS_CONFIGS.values()), where)
+    return loss
 
 
 @dataclass(frozen=True)
@@ -294,16 +400,18 @@ class Recipe(_JsonMixin):
             f"image and text heads must share out_dim, got {self.image_head.out_dim} "
             f"and {self.text_head.out_dim}",
         )
-        if self.loss.distance == "cosine":
+        if self.loss.similarity == COSINE:
             _check(
                 self.image_head.l2_normalize and self.text_head.l2_normalize,
                 "cosine recipes need l2_normalize=True on both heads (scores are dot products)",
             )
 
     @property
-    def metric(self) -> str:
-        """Score used at retrieval time: ``dot`` (cosine recipes) or ``neg_sqeuclidean``."""
-        return "dot" if self.loss.distance == "cosine" else "neg_sqeuclidean"
+    def score_similarity(self) -> str:
+        """The similarity the trained model scores with: ``dot`` for cosine recipes (their
+        heads L2-normalise) or ``neg_sqeuclidean``
+        (:func:`xmr_utils.core.similarity.score_similarity`)."""
+        return score_similarity(self.loss.similarity)
 
 
 def recipe_with(recipe: Recipe, **overrides: Any) -> Recipe:
@@ -312,9 +420,15 @@ def recipe_with(recipe: Recipe, **overrides: Any) -> Recipe:
     Keys are ``section.field`` (sections: image_head, text_head, loss, optim, train) or a
     top-level field (``name``, ``description``). Values are type-checked as in
     :meth:`Recipe.from_dict`; an unknown key raises XmrError listing the accepted ones.
+    ``loss.kind`` switches the loss to another kind's defaults (its shared fields, such as
+    ``reduction``, kept) before the other overrides apply, so ``{"loss.kind": "infonce",
+    "loss.temperature": 0.05}`` works from a triplet recipe.
     """
     data = recipe.to_dict()
     sections = {f.name for f in fields(Recipe) if isinstance(data[f.name], dict)}
+    kind = overrides.get("loss.kind", data["loss"]["kind"])
+    if kind != data["loss"]["kind"]:
+        data["loss"] = _switch_kind(data["loss"], kind)
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if not name:
@@ -330,6 +444,14 @@ def recipe_with(recipe: Recipe, **overrides: Any) -> Recipe:
             raise unknown_choice("recipe field", key, [f"{section}.{n}" for n in data[section]])
         data[section][name] = value
     return Recipe.from_dict(data)
+
+
+def _switch_kind(loss: dict[str, Any], kind: Any) -> dict[str, Any]:
+    """The defaults of loss ``kind`` as a dict, with the fields it shares with ``loss``."""
+    if not isinstance(kind, str) or kind not in LOSS_CONFIGS:
+        raise unknown_choice("loss kind", kind, LOSS_CONFIGS)
+    defaults = LOSS_CONFIGS[kind]().to_dict()
+    return {k: loss.get(k, v) if k != "kind" else v for k, v in defaults.items()}
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
@@ -349,8 +471,8 @@ RECIPES.register("seed")(
         text_head=HeadConfig(
             hidden=(1024, 2048), out_dim=4096, dropout=0.0, l2_normalize=False, final_dropout=0.1
         ),
-        loss=LossConfig(
-            kind="triplet", distance="sqeuclidean", margin=1.0, miner="random", warmup_epochs=0
+        loss=TripletConfig(
+            similarity="neg_sqeuclidean", margin=1.0, miner="random", warmup_epochs=0
         ),
         optim=OptimConfig(lr=1e-3, weight_decay=0.0, step_size=8, gamma=0.1, grad_clip=None),
         train=TrainConfig(epochs=50, batch_size=1024, patience=None, epoch_pairs="one_per_image"),
@@ -371,51 +493,39 @@ RECIPES.register("vsepp")(
         ),
         image_head=_VSE_HEAD,
         text_head=_VSE_HEAD,
-        loss=LossConfig(
-            kind="triplet", distance="cosine", margin=0.2, miner="hardest", warmup_epochs=1
-        ),
+        loss=TripletConfig(similarity="cosine", margin=0.2, miner="hardest", warmup_epochs=1),
         optim=OptimConfig(lr=2e-4, step_size=15, gamma=0.1, grad_clip=2.0),
         train=TrainConfig(epochs=30, batch_size=128, patience=6),
     )
 )
 
+# The other recipes on VSE++'s heads, optimiser and loop say only how they differ from it.
 RECIPES.register("semihard")(
-    Recipe(
+    recipe_with(
+        RECIPES["vsepp"],
         name="semihard",
         description=(
             "Cosine triplet (margin 0.2) on the semi-hard negative: the most similar in-batch "
             "negative that is still less similar than the positive, else the hardest one."
         ),
-        image_head=_VSE_HEAD,
-        text_head=_VSE_HEAD,
-        loss=LossConfig(
-            kind="triplet", distance="cosine", margin=0.2, miner="semihard", warmup_epochs=0
-        ),
-        optim=OptimConfig(lr=2e-4, step_size=15, gamma=0.1, grad_clip=2.0),
-        train=TrainConfig(epochs=30, batch_size=128, patience=6),
+        **{"loss.miner": "semihard", "loss.warmup_epochs": 0},
     )
 )
 
 RECIPES.register("infonce")(
-    Recipe(
+    recipe_with(
+        RECIPES["vsepp"],
         name="infonce",
         description=(
             "Symmetric InfoNCE on cosine with a learnable temperature (init 0.07, kept "
             ">= 0.01); same-image captions in the batch are masked out, not negatives."
         ),
-        image_head=_VSE_HEAD,
-        text_head=_VSE_HEAD,
-        loss=LossConfig(
-            kind="infonce",
-            distance="cosine",
-            margin=0.0,
-            miner="random",
-            warmup_epochs=0,
-            temperature=0.07,
-            learn_temperature=True,
-        ),
-        optim=OptimConfig(lr=2e-4, step_size=15, gamma=0.1, grad_clip=2.0),
-        train=TrainConfig(epochs=30, batch_size=128, patience=6),
+        **{
+            "loss.kind": "infonce",
+            "loss.temperature": 0.07,
+            "loss.learn_temperature": True,
+            "loss.min_temperature": 0.01,
+        },
     )
 )
 

@@ -38,6 +38,7 @@ import torch
 
 from xmr_utils.core import retrieval
 from xmr_utils.core.errors import XmrError
+from xmr_utils.core.similarity import check_similarity
 
 MAX_MEAN_COSINE: float = 0.95
 MIN_EFFECTIVE_RANK: float = 2.0
@@ -114,9 +115,9 @@ def alignment(image_emb: torch.Tensor, text_emb: torch.Tensor, owner: torch.Tens
     return total / text_emb.shape[0]
 
 
-def distinct_top1_share(queries: torch.Tensor, items: torch.Tensor, metric: str) -> float:
+def distinct_top1_share(queries: torch.Tensor, items: torch.Tensor, similarity: str) -> float:
     """Distinct top-1 items of ``queries`` ``[Q, D]`` over ``items`` ``[M, D]``, / min(Q, M)."""
-    _, idx = retrieval.topk(queries, items, 1, metric, chunk_size=None, backend="torch")
+    _, idx = retrieval.topk(queries, items, 1, similarity, chunk_size=None, backend="torch")
     return len(torch.unique(idx)) / min(queries.shape[0], items.shape[0])
 
 
@@ -134,18 +135,18 @@ def collapse_stats(
     image_emb: Any,
     text_emb: Any,
     owner: Any,
-    metric: str = "dot",
+    similarity: str = "dot",
     sample: int = 2000,
     seed: int = 0,
 ) -> dict[str, float | bool]:
     """Collapse statistics of ``image_emb`` ``[N, D]`` and ``text_emb`` ``[M, D]``.
 
     ``owner`` ``[M]`` maps each caption to its image row (true pairs for ``alignment``);
-    ``metric`` (``"dot"`` | ``"neg_sqeuclidean"``) is the retrieval similarity of the
+    ``similarity`` (``"dot"`` | ``"neg_sqeuclidean"``) is the retrieval score of the
     distinct-top-1 shares. Pairwise statistics and the queries use a ``sample`` of rows per
     modality drawn with ``seed``. Keys: see the module docstring.
     """
-    retrieval.check_metric(metric)
+    check_similarity(similarity)
     if int(sample) < 2:
         raise XmrError(f"sample must be at least 2 rows, got {sample}")
     img = retrieval.as_embeddings(image_emb, "image_emb")
@@ -174,8 +175,8 @@ def collapse_stats(
     stats.update(_modality(img, img_rows, "img_"))
     stats.update(_modality(txt, txt_rows, "txt_"))
     stats["alignment"] = alignment(img, txt, o)
-    stats["distinct_top1_i2t"] = distinct_top1_share(img[img_rows], txt, metric)
-    stats["distinct_top1_t2i"] = distinct_top1_share(txt[txt_rows], img, metric)
+    stats["distinct_top1_i2t"] = distinct_top1_share(img[img_rows], txt, similarity)
+    stats["distinct_top1_t2i"] = distinct_top1_share(txt[txt_rows], img, similarity)
     stats["collapsed"] = bool(collapse_reasons(stats))
     return stats
 

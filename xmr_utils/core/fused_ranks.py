@@ -269,7 +269,7 @@ def ranks_from_embeddings(
     rows: int,
     kmax: int,
 ) -> RankArrays:
-    """Ranks of ``similarity(img [N_img, D], txt [N_cap, D])`` (checked, one dtype, moved
+    """Ranks of ``score_matrix(img [N_img, D], txt [N_cap, D])`` (checked, one dtype, moved
     by :func:`~xmr_utils.core.retrieval.centre_pair`) with ``owner`` int64 ``[N_cap]``;
     ``rows``: the row count of the score blocks whose bits the tiles keep."""
     n_img, n_cap = img.shape[0], txt.shape[0]

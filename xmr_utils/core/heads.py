@@ -1,8 +1,8 @@
 """Projection heads: MLPs from precomputed features into the shared embedding space.
 
 :class:`ProjectionHead` is built from a :class:`~xmr_utils.core.config.HeadConfig`;
-:class:`DualEncoder` pairs an image head and a text head with the retrieval ``metric``
-(``dot`` for cosine recipes whose heads L2-normalise, ``neg_sqeuclidean`` otherwise).
+:class:`DualEncoder` pairs an image head and a text head with the ``similarity`` it scores
+with (``dot`` for cosine recipes whose heads L2-normalise, ``neg_sqeuclidean`` otherwise).
 """
 
 from __future__ import annotations
@@ -12,21 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmr_utils.core.config import ACTIVATIONS, HeadConfig, Recipe
-from xmr_utils.core.errors import XmrError, unknown_choice
-from xmr_utils.core.retrieval import similarity
+from xmr_utils.core.config import HeadConfig, Recipe
+from xmr_utils.core.errors import XmrError
+from xmr_utils.core.registry import Registry
+from xmr_utils.core.retrieval import score_matrix
+from xmr_utils.core.similarity import DOT, check_similarity
 
-METRICS: tuple[str, ...] = ("dot", "neg_sqeuclidean")
-
-
-def _activation(name: str) -> nn.Module:
-    if name == "prelu":
-        return nn.PReLU()  # one shared slope, torch's default
-    if name == "relu":
-        return nn.ReLU()
-    if name == "gelu":
-        return nn.GELU()
-    raise unknown_choice("activation", name, ACTIVATIONS)
+#: Activation name -> its module type (PReLU: one shared slope, torch's default).
+ACTIVATION: Registry[type[nn.Module]] = Registry(
+    "activation", {"prelu": nn.PReLU, "relu": nn.ReLU, "gelu": nn.GELU}
+)
 
 
 class ProjectionHead(nn.Module):
@@ -45,7 +40,7 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in config.hidden:
-            layers += [nn.Linear(width, hidden), _activation(config.activation)]
+            layers += [nn.Linear(width, hidden), ACTIVATION[config.activation]()]
             if config.dropout > 0:
                 layers.append(nn.Dropout(config.dropout))
             width = hidden
@@ -65,7 +60,7 @@ class ProjectionHead(nn.Module):
 class DualEncoder(nn.Module):
     """An image head and a text head that embed into one ``D``-dimensional space.
 
-    ``metric`` names the score :meth:`scores` uses: ``dot`` (cosine when both heads
+    ``similarity`` names the score :meth:`scores` uses: ``dot`` (cosine when both heads
     L2-normalise) or ``neg_sqeuclidean`` (``-|a - b|^2``).
     """
 
@@ -75,11 +70,10 @@ class DualEncoder(nn.Module):
         text_dim: int,
         image_head: HeadConfig,
         text_head: HeadConfig,
-        metric: str = "dot",
+        similarity: str = DOT,
     ) -> None:
         super().__init__()
-        if metric not in METRICS:
-            raise unknown_choice("metric", metric, METRICS)
+        check_similarity(similarity)
         if image_head.out_dim != text_head.out_dim:
             raise XmrError(
                 f"image and text heads must share out_dim, got {image_head.out_dim} "
@@ -87,12 +81,14 @@ class DualEncoder(nn.Module):
             )
         self.image_head = ProjectionHead(image_dim, image_head)
         self.text_head = ProjectionHead(text_dim, text_head)
-        self.metric = metric
+        self.similarity = similarity
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, image_dim: int, text_dim: int) -> DualEncoder:
         """The model ``recipe`` describes for features of the given widths."""
-        return cls(image_dim, text_dim, recipe.image_head, recipe.text_head, recipe.metric)
+        return cls(
+            image_dim, text_dim, recipe.image_head, recipe.text_head, recipe.score_similarity
+        )
 
     @property
     def image_dim(self) -> int:
@@ -117,7 +113,7 @@ class DualEncoder(nn.Module):
     def scores(self, img_emb: Tensor, txt_emb: Tensor) -> Tensor:
         """Scores ``[N, M]`` (higher = more similar) between ``[N, D]`` and ``[M, D]``."""
 
-        return similarity(img_emb, txt_emb, self.metric)
+        return score_matrix(img_emb, txt_emb, self.similarity)
 
     def _embed_numpy(self, head: ProjectionHead, feats: np.ndarray, batch_size: int) -> np.ndarray:
         feats = np.asarray(feats)

@@ -7,9 +7,15 @@ of each is one training pair (an image and one of its captions, in either role),
 positive is the diagonal ``j = i``. Other same-image candidates in the batch are never
 negatives: the triplet miners skip them and InfoNCE masks them out of the softmax.
 
-As in pytorch-metric-learning a loss is three swappable parts: a *distance*
-(:func:`similarity_matrix`), a *miner* (:mod:`xmr_utils.core.miners`) and a *reduction*
-over anchors (``mean`` or ``sum``).
+As in pytorch-metric-learning a loss is three swappable parts: a *similarity*
+(:func:`xmr_utils.core.similarity.pairwise`), a *miner* (:mod:`xmr_utils.core.miners`) and a
+*reduction* over anchors (:data:`REDUCE`).
+
+Every loss is a :class:`RecordingLoss`: like pytorch-metric-learning's recordable
+attributes, its forward records statistics of its own mechanism for each step (the share of
+triplets whose hinge is active, the mean positive and negative similarity, ...), and
+:meth:`RecordingLoss.epoch_stats` hands the training loop one history row's worth per
+epoch, so the loop never asks which kind of loss it runs.
 """
 
 from __future__ import annotations
@@ -21,24 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmr_utils.core.config import DISTANCES, REDUCTIONS, LossConfig
-from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.config import InfoNCEConfig, LossConfig, TripletConfig
+from xmr_utils.core.errors import XmrError
 from xmr_utils.core.miners import HardestMiner, Miner, build_miner
+from xmr_utils.core.recording import StatsRecorder
 from xmr_utils.core.registry import Registry
+from xmr_utils.core.similarity import COSINE, LOSS_SIMILARITIES, check_similarity, pairwise
 
-
-def similarity_matrix(a: Tensor, b: Tensor, distance: str) -> Tensor:
-    """Similarity ``[A, C]`` between rows of ``a [A, D]`` and ``b [C, D]``; higher = closer.
-
-    ``cosine``: ``<a/|a|, b/|b|>``; ``sqeuclidean``: ``-|a - b|^2`` (so a hinge written in
-    similarity space reads ``margin + d(a, p) - d(a, n)`` for squared distances).
-    """
-    if distance == "cosine":
-        return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    if distance == "sqeuclidean":
-        sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-        return -sq.clamp_min(0.0)
-    raise unknown_choice("distance", distance, DISTANCES)
+#: Reduction name -> how per-anchor losses ``[B]`` become the batch's scalar loss.
+REDUCE: Registry[Callable[[Tensor], Tensor]] = Registry(
+    "reduction", {"mean": torch.mean, "sum": torch.sum}
+)
 
 
 def positive_mask(image_ids: Tensor) -> Tensor:
@@ -48,11 +47,7 @@ def positive_mask(image_ids: Tensor) -> Tensor:
 
 def reduce(per_anchor: Tensor, reduction: str) -> Tensor:
     """Combine per-anchor losses ``[B]`` into a scalar by ``mean`` or ``sum``."""
-    if reduction == "mean":
-        return per_anchor.mean()
-    if reduction == "sum":
-        return per_anchor.sum()
-    raise unknown_choice("reduction", reduction, REDUCTIONS)
+    return REDUCE[reduction](per_anchor)
 
 
 def _check_batch(anchors: Tensor, candidates: Tensor, image_ids: Tensor) -> None:
@@ -65,31 +60,71 @@ def _check_batch(anchors: Tensor, candidates: Tensor, image_ids: Tensor) -> None
         raise XmrError(f"image_ids must be [B={anchors.shape[0]}], got {tuple(image_ids.shape)}")
 
 
-class TripletLoss(nn.Module):
+class RecordingLoss(nn.Module):
+    """Base of the losses: statistics recorded per step, handed over per epoch.
+
+    A subclass's ``forward`` calls :meth:`record` with 0-d tensors (a
+    :class:`~xmr_utils.core.recording.StatsRecorder` sums them on their device);
+    :meth:`epoch_stats` returns :meth:`summary` (what follows from the epoch's mean loss or
+    the loss's state, such as ``loss_over_margin`` or ``temperature``) and the mean over the
+    steps of each recorded statistic, then clears the records. A new statistic of a loss's
+    mechanism is one more :meth:`record` call in its forward: the loop and the history
+    need no change.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorder = StatsRecorder()
+
+    def record(self, **values: Tensor) -> None:
+        """Add one step's value of each named statistic (0-d tensors)."""
+        self.recorder.record(**values)
+
+    def summary(self, mean_loss: float) -> dict[str, float | None]:
+        """History columns that follow from the epoch's ``mean_loss`` or the loss's state."""
+        return {}
+
+    def epoch_stats(self, mean_loss: float) -> dict[str, float | None]:
+        """:meth:`summary`, then each recorded statistic's mean over the steps since the last
+        call (the records are cleared)."""
+        return {**self.summary(mean_loss), **self.recorder.means()}
+
+    def reset_stats(self) -> None:
+        """Forget the recorded steps."""
+        self.recorder.clear()
+
+
+class TripletLoss(RecordingLoss):
     """Hinge ``max(0, margin - s(a, p) + s(a, n))`` summed over each anchor's mined negatives.
 
-    ``s`` is :func:`similarity_matrix` with ``distance``; ``miner`` (default: hardest, no
-    warm-up) picks the negatives; ``reduction`` combines the ``B`` per-anchor sums. With a
-    one-negative miner this is VSE++'s max-violation loss; during the miner's warm-up it
-    is VSE++'s sum of hinges over all in-batch negatives.
+    ``s`` is :func:`~xmr_utils.core.similarity.pairwise` with ``similarity`` (``cosine`` or
+    ``neg_sqeuclidean``: with squared distances the hinge reads ``margin + d(a, p) - d(a, n)``);
+    ``miner`` (default: hardest, no warm-up) picks the negatives; ``reduction`` combines the
+    ``B`` per-anchor sums. With a one-negative miner this is VSE++'s max-violation loss;
+    during the miner's warm-up it is VSE++'s sum of hinges over all in-batch negatives.
+
+    Recorded per step, over the mined (anchor, negative) pairs: ``active_triplets`` (the
+    share whose hinge is non-zero, i.e. that produce a gradient), ``pos_similarity`` (mean
+    ``s(a, p)`` over anchors), ``neg_similarity`` (mean ``s(a, n)``) and, for a margin > 0,
+    ``gap_over_margin`` (mean ``(s(a, p) - s(a, n)) / margin``: >= 1 is a satisfied
+    triplet). For ``neg_sqeuclidean`` the similarities are minus the squared distances.
+    Summary: ``loss_over_margin`` (None for margin 0).
     """
 
     def __init__(
         self,
         margin: float = 0.2,
-        distance: str = "cosine",
+        similarity: str = COSINE,
         miner: Miner | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if distance not in DISTANCES:
-            raise unknown_choice("distance", distance, DISTANCES)
-        if reduction not in REDUCTIONS:
-            raise unknown_choice("reduction", reduction, REDUCTIONS)
+        check_similarity(similarity, LOSS_SIMILARITIES)
+        REDUCE[reduction]  # noqa: B018 -- an unknown reduction raises a clear error here
         if margin < 0:
             raise XmrError(f"triplet margin must be >= 0, got {margin}")
         self.margin = float(margin)
-        self.distance = distance
+        self.similarity = similarity
         self.miner = miner if miner is not None else HardestMiner()
         self.reduction = reduction
 
@@ -104,23 +139,42 @@ class TripletLoss(nn.Module):
     ) -> Tensor:
         """Scalar loss for ``anchors [B, D]``, ``candidates [B, D]``, ``image_ids [B]``."""
         _check_batch(anchors, candidates, image_ids)
-        sim = similarity_matrix(anchors, candidates, self.distance)  # [B, B]
+        sim = pairwise(anchors, candidates, self.similarity)  # [B, B]
         pos_sim = sim.diagonal()  # [B]
         negatives = self.miner(
             sim, positive_mask(image_ids), pos_sim, epoch=epoch, generator=generator
         )
         hinge = (self.margin - pos_sim[:, None] + sim).clamp_min(0.0)
         per_anchor = torch.where(negatives, hinge, torch.zeros_like(hinge)).sum(dim=1)
+        self._record_triplets(sim.detach(), negatives, hinge.detach())
         return reduce(per_anchor, self.reduction)
+
+    @torch.no_grad()
+    def _record_triplets(self, sim: Tensor, negatives: Tensor, hinge: Tensor) -> None:
+        """The step's statistics over the mined triplets (``negatives [B, B]`` bool)."""
+        pos_sim = sim.diagonal()
+        n = negatives.sum().clamp_min(1).to(sim.dtype)
+        neg_sim = torch.where(negatives, sim, torch.zeros_like(sim)).sum() / n
+        self.record(
+            active_triplets=(negatives & (hinge > 0)).sum().to(sim.dtype) / n,
+            pos_similarity=pos_sim.mean(),
+            neg_similarity=neg_sim,
+        )
+        if self.margin > 0:
+            gap = torch.where(negatives, pos_sim[:, None] - sim, torch.zeros_like(sim)).sum()
+            self.record(gap_over_margin=gap / n / self.margin)
+
+    def summary(self, mean_loss: float) -> dict[str, float | None]:
+        return {"loss_over_margin": mean_loss / self.margin if self.margin > 0 else None}
 
     def extra_repr(self) -> str:
         return (
-            f"margin={self.margin}, distance={self.distance!r}, miner={self.miner!r}, "
+            f"margin={self.margin}, similarity={self.similarity!r}, miner={self.miner!r}, "
             f"reduction={self.reduction!r}"
         )
 
 
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(RecordingLoss):
     """Symmetric InfoNCE on cosine similarity with a fixed or learnable temperature.
 
     ``logits = cos(anchors, candidates) / T`` ``[B, B]``; the anchor->candidate loss is the
@@ -129,6 +183,9 @@ class InfoNCELoss(nn.Module):
     removed from both softmaxes (set to ``-inf``), so another caption of the same image is
     neither the target nor a negative. A learnable temperature is stored as
     ``log(1/T)`` (as in CLIP) and ``T`` is clamped to at least ``min_temperature``.
+
+    Recorded per step: ``pos_similarity`` (mean cosine of the pairs) and ``neg_similarity``
+    (mean cosine over the negatives of the softmax). Summary: ``temperature`` after the epoch.
     """
 
     def __init__(
@@ -143,8 +200,7 @@ class InfoNCELoss(nn.Module):
             raise XmrError(
                 f"need 0 < min_temperature <= temperature, got {min_temperature} and {temperature}"
             )
-        if reduction not in REDUCTIONS:
-            raise unknown_choice("reduction", reduction, REDUCTIONS)
+        REDUCE[reduction]  # noqa: B018 -- an unknown reduction raises a clear error here
         log_scale = torch.tensor(math.log(1.0 / temperature))
         if learnable:
             self.log_scale = nn.Parameter(log_scale)
@@ -173,35 +229,53 @@ class InfoNCELoss(nn.Module):
         """
         _check_batch(anchors, candidates, image_ids)
         scale = self.log_scale.clamp(max=self.max_log_scale).exp()
-        logits = similarity_matrix(anchors, candidates, "cosine") * scale  # [B, B]
+        cos = pairwise(anchors, candidates, COSINE)  # [B, B]
+        logits = cos * scale
         n = logits.shape[0]
         eye = torch.eye(n, dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(positive_mask(image_ids) & ~eye, float("-inf"))
+        masked = positive_mask(image_ids) & ~eye
+        logits = logits.masked_fill(masked, float("-inf"))
         target = torch.arange(n, device=logits.device)
         row = F.cross_entropy(logits, target, reduction="none")
         col = F.cross_entropy(logits.T, target, reduction="none")
+        self._record_pairs(cos.detach(), ~(masked | eye))
         return reduce((row + col) / 2.0, self.reduction)
+
+    @torch.no_grad()
+    def _record_pairs(self, cos: Tensor, negatives: Tensor) -> None:
+        """The step's mean positive and negative cosine (``negatives [B, B]`` bool)."""
+        n = negatives.sum().clamp_min(1).to(cos.dtype)
+        self.record(
+            pos_similarity=cos.diagonal().mean(),
+            neg_similarity=torch.where(negatives, cos, torch.zeros_like(cos)).sum() / n,
+        )
+
+    def summary(self, mean_loss: float) -> dict[str, float | None]:
+        return {"temperature": self.temperature}
 
     def extra_repr(self) -> str:
         learnable = isinstance(self.log_scale, nn.Parameter)
         return f"temperature={self.temperature:.4f}, learnable={learnable}"
 
 
-LOSSES: Registry[Callable[[LossConfig], nn.Module]] = Registry("loss kind")
+#: Loss kind -> builder from its config (kinds are the configs' ``kind``).
+LOSSES: Registry[Callable[[LossConfig], RecordingLoss]] = Registry("loss kind")
 
 
-@LOSSES.register("triplet")
-def _build_triplet(config: LossConfig) -> nn.Module:
+@LOSSES.register(TripletConfig.kind)
+def _build_triplet(config: LossConfig) -> RecordingLoss:
+    assert isinstance(config, TripletConfig)
     return TripletLoss(
         margin=config.margin,
-        distance=config.distance,
+        similarity=config.similarity,
         miner=build_miner(config.miner, config.warmup_epochs),
         reduction=config.reduction,
     )
 
 
-@LOSSES.register("infonce")
-def _build_infonce(config: LossConfig) -> nn.Module:
+@LOSSES.register(InfoNCEConfig.kind)
+def _build_infonce(config: LossConfig) -> RecordingLoss:
+    assert isinstance(config, InfoNCEConfig)
     return InfoNCELoss(
         temperature=config.temperature,
         learnable=config.learn_temperature,
@@ -210,7 +284,7 @@ def _build_infonce(config: LossConfig) -> nn.Module:
     )
 
 
-def build_loss(config: LossConfig) -> nn.Module:
-    """The loss module a :class:`LossConfig` describes (``forward(anchors, candidates,
-    image_ids, *, epoch, generator) -> scalar``)."""
+def build_loss(config: LossConfig) -> RecordingLoss:
+    """The loss module a loss config describes (``forward(anchors, candidates, image_ids, *,
+    epoch, generator) -> scalar``)."""
     return LOSSES[config.kind](config)

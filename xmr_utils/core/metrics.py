@@ -39,6 +39,7 @@ import torch
 from xmr_utils.core import fused_ranks, retrieval
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.retrieval import Scratch, count_cmp, count_true
+from xmr_utils.core.similarity import check_similarity
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 #: Most near-tie (band) entries kept before t2i falls back to a second exact pass.
@@ -254,7 +255,7 @@ def t2i_image_ranks(scores: Any, owner: Any) -> np.ndarray:
 
 
 def _pair_targets(
-    img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor, metric: str
+    img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor, similarity: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """float64 ``(estimate [N_cap], bound [N_cap])`` of the true-pair scores.
 
@@ -269,7 +270,7 @@ def _pair_targets(
     for c0 in range(0, n_cap, step):
         a, b = img[owner[c0 : c0 + step]], txt[c0 : c0 + step]
         ab = a * b
-        if metric == "dot":
+        if similarity == "dot":
             approx[c0 : c0 + step] = ab.sum(dim=1)
             scale[c0 : c0 + step] = ab.abs_().sum(dim=1)
         else:
@@ -302,7 +303,7 @@ def ranks_from_embeddings(
     over bit-identical scores counts exactly. The result equals :func:`ranks_from_scores` on
     the materialised matrix, on either path.
     """
-    retrieval.check_metric(similarity)
+    check_similarity(similarity)
     img = retrieval.as_embeddings(image_emb, "image_emb")
     txt = retrieval.as_embeddings(text_emb, "text_emb")
     if img.shape[1] != txt.shape[1]:

@@ -5,12 +5,12 @@ equal scores are broken by the lower item index first -- the order a stable desc
 gives. ``torch.topk`` does not promise that order among equal values, so :func:`topk` repairs
 it: the result is identical to ``np.argsort(-scores, kind="stable")[:, :k]``.
 
-Similarities (``metric``):
+Similarities (``similarity``, names from :mod:`xmr_utils.core.similarity`):
 
 * ``"dot"``: ``a @ b.T``.
 * ``"neg_sqeuclidean"``: ``-|a - b|^2`` (higher = closer), expanded as
   ``-(|a'|^2 + |b'|^2 - 2 a' @ b'.T)`` after both sides are moved by one shared point
-  (:func:`shared_centre`: ``a' = a - z``, ``b' = b - z``, which leaves every distance as it
+  (:func:`central_row`: ``a' = a - z``, ``b' = b - z``, which leaves every distance as it
   is). Expanding around the origin instead loses all float32 precision when the embeddings sit
   close together far from it (the collapse regime: 50 points within 0.01 of a point 100 units
   out gave rsum 71 where exact arithmetic gives 600). ``z`` is an input row, so on integer-valued
@@ -40,6 +40,7 @@ import torch
 
 from xmr_utils.core import scan
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.similarity import check_similarity
 from xmr_utils.core.tiles import (
     Buffer,
     ScoreTiles,
@@ -49,7 +50,6 @@ from xmr_utils.core.tiles import (
     sq_norms,
 )
 
-METRICS: tuple[str, ...] = ("dot", "neg_sqeuclidean")
 BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
 #: Default size of one score block in elements (2**26 floats = 256 MB in float32).
 BLOCK_ELEMENTS: int = 2**26
@@ -83,12 +83,6 @@ def as_embeddings(x: Any, name: str) -> torch.Tensor:
 def all_finite(t: torch.Tensor) -> bool:
     """True when ``t`` holds no NaN or infinity (one summing pass; a full check if it overflows)."""
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
-def check_metric(metric: str) -> None:
-    """Raise :class:`XmrError` unless ``metric`` is one of :data:`METRICS`."""
-    if metric not in METRICS:
-        raise unknown_choice("similarity metric", metric, METRICS)
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +148,7 @@ def count_cmp(
     return out.sum(dim=dim).to(torch.int64)
 
 
-def shared_centre(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def central_row(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The row ``[D]`` of ``a`` ``[N, D]`` or ``b`` ``[M, D]`` nearest to their joint mean.
 
     A data point rather than the mean itself: ``x - z`` is then exact for inputs on a common
@@ -175,37 +169,39 @@ def shared_centre(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return best_row.clone()
 
 
-def centre_pair(a: torch.Tensor, b: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+def centre_pair(
+    a: torch.Tensor, b: torch.Tensor, similarity: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(a, b)`` ready for :func:`_block`: unchanged for ``dot``; for ``neg_sqeuclidean``
-    both moved by :func:`shared_centre` (new tensors: the inputs are never modified)."""
-    if metric != "neg_sqeuclidean" or a.shape[0] + b.shape[0] == 0:
+    both moved by :func:`central_row` (new tensors: the inputs are never modified)."""
+    if similarity != "neg_sqeuclidean" or a.shape[0] + b.shape[0] == 0:
         return a, b
-    z = shared_centre(a, b)
+    z = central_row(a, b)
     return a - z, b - z
 
 
 def _block(
     q: torch.Tensor,
     items: torch.Tensor,
-    metric: str,
+    similarity: str,
     item_sq: torch.Tensor | None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     s = torch.matmul(q, items.T, out=out) if out is not None else q @ items.T
-    if metric == "neg_sqeuclidean":
+    if similarity == "neg_sqeuclidean":
         assert item_sq is not None
         s = dots_to_neg_sqeuclidean(s, sq_norms(q), item_sq)
     return s
 
 
-def similarity(a: Any, b: Any, metric: str = "dot") -> torch.Tensor:
+def score_matrix(a: Any, b: Any, similarity: str = "dot") -> torch.Tensor:
     """Full similarity matrix ``[N, M]`` between ``a`` ``[N, D]`` and ``b`` ``[M, D]``.
 
     Materialises all ``N x M`` scores; use :func:`iter_score_blocks` for large inputs.
     """
-    check_metric(metric)
-    a, b = centre_pair(*_check_pair(as_embeddings(a, "a"), as_embeddings(b, "b")), metric)
-    return _block(a, b, metric, sq_norms(b) if metric == "neg_sqeuclidean" else None)
+    check_similarity(similarity)
+    a, b = centre_pair(*_check_pair(as_embeddings(a, "a"), as_embeddings(b, "b")), similarity)
+    return _block(a, b, similarity, sq_norms(b) if similarity == "neg_sqeuclidean" else None)
 
 
 def rows_per_block(n_items: int, chunk_size: int | None) -> int:
@@ -218,22 +214,22 @@ def rows_per_block(n_items: int, chunk_size: int | None) -> int:
 
 
 def iter_score_blocks(
-    queries: Any, items: Any, metric: str = "dot", chunk_size: int | None = None
+    queries: Any, items: Any, similarity: str = "dot", chunk_size: int | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, block)`` with ``block = similarity(queries[start:start+B], items)``.
+    """Yield ``(start, block)`` with ``block = score_matrix(queries[start:start+B], items)``.
 
     ``block`` is ``[B, M]`` with ``B <= chunk_size`` (None: about :data:`BLOCK_ELEMENTS`
     scores per block). Every block is computed by the same call shape, so recomputing the
     blocks gives bit-identical scores.
     """
-    check_metric(metric)
+    check_similarity(similarity)
     q, it = _check_pair(as_embeddings(queries, "queries"), as_embeddings(items, "items"))
-    q, it = centre_pair(q, it, metric)
-    yield from checked_score_blocks(q, it, metric, rows_per_block(it.shape[0], chunk_size))
+    q, it = centre_pair(q, it, similarity)
+    yield from checked_score_blocks(q, it, similarity, rows_per_block(it.shape[0], chunk_size))
 
 
 def checked_score_blocks(
-    q: torch.Tensor, items: torch.Tensor, metric: str, rows: int, scratch: Scratch | None = None
+    q: torch.Tensor, items: torch.Tensor, similarity: str, rows: int, scratch: Scratch | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """:func:`iter_score_blocks` for inputs already checked by :func:`as_embeddings` and
     moved by :func:`centre_pair`.
@@ -242,12 +238,12 @@ def checked_score_blocks(
     With ``scratch`` (made ``with_scores``) every block is written into ``scratch.scores``:
     a block is only valid until the next one is produced.
     """
-    item_sq = sq_norms(items) if metric == "neg_sqeuclidean" else None
+    item_sq = sq_norms(items) if similarity == "neg_sqeuclidean" else None
     buf = scratch.scores if scratch is not None else None
     for start in range(0, q.shape[0], rows):
         chunk = q[start : start + rows]
         out = buf[: chunk.shape[0]] if buf is not None else None
-        yield start, _block(chunk, items, metric, item_sq, out)
+        yield start, _block(chunk, items, similarity, item_sq, out)
 
 
 def stable_topk_block(
@@ -290,16 +286,18 @@ def faiss_available() -> bool:
 
 
 def _faiss_topk(
-    q: torch.Tensor, items: torch.Tensor, k: int, metric: str
+    q: torch.Tensor, items: torch.Tensor, k: int, similarity: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     import faiss
 
     xb = np.ascontiguousarray(items.numpy(), dtype=np.float32)
     xq = np.ascontiguousarray(q.numpy(), dtype=np.float32)
-    index = faiss.IndexFlatIP(xb.shape[1]) if metric == "dot" else faiss.IndexFlatL2(xb.shape[1])
+    index = (
+        faiss.IndexFlatIP(xb.shape[1]) if similarity == "dot" else faiss.IndexFlatL2(xb.shape[1])
+    )
     index.add(xb)
     dist, ind = index.search(xq, k)
-    scores = torch.from_numpy(dist if metric == "dot" else -dist)
+    scores = torch.from_numpy(dist if similarity == "dot" else -dist)
     return scores, torch.from_numpy(ind.astype(np.int64))
 
 
@@ -307,7 +305,7 @@ def topk(
     queries: Any,
     items: Any,
     k: int,
-    metric: str = "dot",
+    similarity: str = "dot",
     chunk_size: int | None = None,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,7 +318,7 @@ def topk(
     rule), ``"faiss"`` (``IndexFlatIP`` / ``IndexFlatL2``; exact too, but faiss's own order
     among equal scores). ``chunk_size``: query rows per score block (None: ~256 MB blocks).
     """
-    check_metric(metric)
+    check_similarity(similarity)
     if backend not in BACKENDS:
         raise unknown_choice("search backend", backend, BACKENDS)
     if int(k) < 1:
@@ -329,23 +327,23 @@ def topk(
     if it.shape[0] == 0:
         raise XmrError("items is empty: there is nothing to search")
     rows = rows_per_block(it.shape[0], chunk_size)  # validated for every backend
-    q, it = centre_pair(q, it, metric)  # faiss's IndexFlatL2 expands the square too
+    q, it = centre_pair(q, it, similarity)  # faiss's IndexFlatL2 expands the square too
     if backend == "faiss":
         if not faiss_available():
             raise XmrError("backend='faiss' needs faiss-cpu: pip install -e .[faiss]")
-        return _faiss_topk(q, it, min(int(k), it.shape[0]), metric)
+        return _faiss_topk(q, it, min(int(k), it.shape[0]), similarity)
     if q.shape[0] * it.shape[0] >= FUSED_MIN_SCORES:
-        return _fused_topk(q, it, int(k), metric, rows)
-    return _torch_topk(q, it, int(k), metric, rows)
+        return _fused_topk(q, it, int(k), similarity, rows)
+    return _torch_topk(q, it, int(k), similarity, rows)
 
 
 def _torch_topk(
-    q: torch.Tensor, it: torch.Tensor, k: int, metric: str, rows: int
+    q: torch.Tensor, it: torch.Tensor, k: int, similarity: str, rows: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`topk` by torch ops on blocks of ``rows`` query rows (full width)."""
     out_v, out_i = [], []
     scratch = Scratch(min(rows, max(1, q.shape[0])), it.shape[0], it.dtype, with_scores=True)
-    for _, block in checked_score_blocks(q, it, metric, rows, scratch):
+    for _, block in checked_score_blocks(q, it, similarity, rows, scratch):
         v, i = stable_topk_block(block, k, scratch)
         out_v.append(v)
         out_i.append(i)
@@ -356,14 +354,14 @@ def _torch_topk(
 
 
 def _fused_topk(
-    q: torch.Tensor, it: torch.Tensor, k: int, metric: str, rows: int
+    q: torch.Tensor, it: torch.Tensor, k: int, similarity: str, rows: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`topk` by tiles (:func:`score_groups`: the same score bits as the blocks of
     ``rows`` rows) and the fused top-k scan on ``torch.get_num_threads()`` threads."""
     kk = min(k, it.shape[0])
     vals = np.full((q.shape[0], kk), -np.inf, dtype=q.numpy().dtype)
     idx = np.full((q.shape[0], kk), -1, dtype=np.int64)
-    tiles = ScoreTiles(q, it, metric == "neg_sqeuclidean")
+    tiles = ScoreTiles(q, it, similarity == "neg_sqeuclidean")
     groups = score_groups(q.shape[0], it.shape[0], rows)
     topk_rows = scan.kernels().topk_rows
     n_threads = max(1, torch.get_num_threads())

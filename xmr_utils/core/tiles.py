@@ -105,7 +105,7 @@ class Buffer:
 
 
 class ScoreTiles:
-    """Computes tiles of ``similarity(queries, items)``.
+    """Computes tiles of ``score_matrix(queries, items)``.
 
     ``queries`` ``[N, D]`` and ``items`` ``[M, D]`` are checked, share a dtype and are already
     moved by :func:`xmr_utils.core.retrieval.centre_pair`; ``neg_sqeuclidean`` selects the

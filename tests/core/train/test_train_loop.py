@@ -10,11 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tqdm.notebook import tqdm as notebook_tqdm
 
 import xmr_utils.core.train as train_mod
+import xmr_utils.core.train.state as state_mod
 from xmr_utils.core.config import RECIPES, Recipe, recipe_with
 from xmr_utils.core.errors import XmrError
-from xmr_utils.core.train import load_model, load_snapshots, train_model
+from xmr_utils.core.heads import DualEncoder
+from xmr_utils.core.recording import StatsRecorder
+from xmr_utils.core.train import TrainData, load_model, load_snapshots, train_model
+from xmr_utils.core.train.loop import _end_bar_early, _record_step
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +126,8 @@ def test_same_seed_same_metrics(name: str, tmp_path: Path) -> None:
         recipe = recipe_with(RECIPES["seed"], **overrides)
     else:
         recipe = small(name, **overrides)
-    a = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "a", progress=False)
-    b = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "b", progress=False)
+    a = train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "a", progress=False)
+    b = train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "b", progress=False)
     assert_same_history(a.history, b.history)
     for (ka, va), (kb, vb) in zip(
         a.model.state_dict().items(), b.model.state_dict().items(), strict=True
@@ -131,7 +136,7 @@ def test_same_seed_same_metrics(name: str, tmp_path: Path) -> None:
     c = train_model(
         recipe_with(recipe, **{"train.seed": 1}),
         "img2txt",
-        **data,
+        TrainData(**data),
         out_dir=tmp_path / "c",
         progress=False,
     )
@@ -141,7 +146,11 @@ def test_same_seed_same_metrics(name: str, tmp_path: Path) -> None:
 def test_global_rng_state_untouched(tmp_path: Path) -> None:
     before = torch.get_rng_state()
     train_model(
-        small(**{"train.epochs": 1}), "txt2img", **synthetic(), out_dir=tmp_path, progress=False
+        small(**{"train.epochs": 1}),
+        "txt2img",
+        TrainData(**synthetic()),
+        out_dir=tmp_path,
+        progress=False,
     )
     assert torch.equal(torch.get_rng_state(), before)
 
@@ -155,9 +164,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch
     # Shuffling, dropout, the random miner's draws, Adam's moments and the StepLR count
     # (decay after epoch 3, i.e. after the kill) must all come back from last.pt.
     recipe = small("vsepp", **{"train.epochs": 4, "loss.miner": "random", "optim.step_size": 3})
-    full = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "full", progress=False)
+    full = train_model(
+        recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "full", progress=False
+    )
 
-    real_build = train_mod.build_loss
+    real_build = state_mod.build_loss
     calls = {"n": 0}
     steps_per_epoch = math.ceil(len(data["owner"]) * 3 / 4 / 16)
 
@@ -174,12 +185,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch
         loss.forward = forward_then_die
         return loss
 
-    monkeypatch.setattr(train_mod, "build_loss", killing_build)
+    monkeypatch.setattr(state_mod, "build_loss", killing_build)
     with pytest.raises(Killed):
-        train_model(recipe, "img2txt", **data, out_dir=tmp_path / "cut", progress=False)
+        train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "cut", progress=False)
     lines = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
-    monkeypatch.setattr(train_mod, "build_loss", real_build)
+    monkeypatch.setattr(state_mod, "build_loss", real_build)
     # 4 epochs -> the default schedule snapshots every epoch; 1 and 2 were written before the
     # kill and must survive untouched. A snapshot of epoch 3 left by a kill between writing
     # it and saving last.pt belongs to no saved state: it is replaced, not trusted.
@@ -188,7 +199,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch
     assert sorted(before) == ["epoch_001.npz", "epoch_002.npz"]
     (snaps / "epoch_003.npz").write_bytes(b"half-written")
 
-    resumed = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "cut", progress=False)
+    resumed = train_model(
+        recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "cut", progress=False
+    )
     assert_same_history(full.history, resumed.history)
     assert resumed.best_epoch == full.best_epoch
     assert resumed.best_val == pytest.approx(full.best_val)
@@ -206,7 +219,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, monkeypatch
 def test_outputs_history_checkpoints_and_load_model(tmp_path: Path) -> None:
     data = synthetic()
     recipe = small(**{"train.epochs": 3})
-    result = train_model(recipe, "txt2img", **data, out_dir=tmp_path, progress=False)
+    result = train_model(recipe, "txt2img", TrainData(**data), out_dir=tmp_path, progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {
         "best.pt",
         "last.pt",
@@ -241,14 +254,16 @@ def test_outputs_history_checkpoints_and_load_model(tmp_path: Path) -> None:
     np.testing.assert_array_equal(img, img2)
     assert img.shape == (40, 16) and txt.shape == (200, 16)
 
-    again = train_model(recipe, "txt2img", **data, out_dir=tmp_path, progress=False)
+    again = train_model(recipe, "txt2img", TrainData(**data), out_dir=tmp_path, progress=False)
     assert again.history == result.history  # a finished run is returned, not retrained
 
 
 def test_early_stop_on_val_rsum(tmp_path: Path) -> None:
     # lr so small that val rsum cannot improve after the first validation.
     recipe = small(**{"train.epochs": 10, "train.patience": 2, "optim.lr": 1e-12})
-    result = train_model(recipe, "img2txt", **synthetic(), out_dir=tmp_path, progress=False)
+    result = train_model(
+        recipe, "img2txt", TrainData(**synthetic()), out_dir=tmp_path, progress=False
+    )
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.best_epoch == 1
     # schedule (1, 4, 7, 10): epoch 1, then the epoch the run stopped at
@@ -261,7 +276,7 @@ def test_snapshots_at_chosen_epochs_hold_the_sampled_val_pairs(tmp_path: Path) -
     recipe = small(
         **{"train.epochs": 5, "train.snapshot_epochs": [2, 3, 5], "train.snapshot_images": 4}
     )
-    result = train_model(recipe, "img2txt", **data, out_dir=tmp_path, progress=False)
+    result = train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path, progress=False)
     snaps = load_snapshots(tmp_path)
     assert [s.epoch for s in snaps] == [2, 3, 5]
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == [
@@ -273,7 +288,7 @@ def test_snapshots_at_chosen_epochs_hold_the_sampled_val_pairs(tmp_path: Path) -
     for s in snaps:  # one fixed sample for every epoch
         np.testing.assert_array_equal(s.image_ids, first.image_ids)
         np.testing.assert_array_equal(s.caption_ids, first.caption_ids)
-        assert s.metric == "dot"
+        assert s.similarity == "dot"
         assert s.image_emb.shape == (4, 16) and s.text_emb.shape == (20, 16)
         assert s.image_emb.dtype == np.float32 and np.isfinite(s.text_emb).all()
     assert set(first.image_ids) <= set(data["val_images"].tolist())
@@ -283,7 +298,7 @@ def test_snapshots_at_chosen_epochs_hold_the_sampled_val_pairs(tmp_path: Path) -
     np.testing.assert_array_equal(first.image_ids[first.owner], data["owner"][first.caption_ids])
     assert not np.allclose(snaps[0].image_emb, snaps[-1].image_emb)  # training moved them
     # the last snapshot is the final model's embedding of exactly those rows
-    model = train_mod.DualEncoder.from_recipe(recipe, 24, 12)
+    model = DualEncoder.from_recipe(recipe, 24, 12)
     model.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True)["model"])
     img, txt = train_mod.embed(
         model, data["image_feats"][first.image_ids], data["text_feats"][first.caption_ids]
@@ -308,8 +323,8 @@ def test_snapshots_do_not_change_training(name: str, tmp_path: Path) -> None:
     )
     every = recipe_with(base, **{"train.snapshot_epochs": [1, 2, 3]})
     none = recipe_with(base, **{"train.snapshot_epochs": []})
-    a = train_model(every, "txt2img", **data, out_dir=tmp_path / "a", progress=False)
-    b = train_model(none, "txt2img", **data, out_dir=tmp_path / "b", progress=False)
+    a = train_model(every, "txt2img", TrainData(**data), out_dir=tmp_path / "a", progress=False)
+    b = train_model(none, "txt2img", TrainData(**data), out_dir=tmp_path / "b", progress=False)
     assert len(load_snapshots(tmp_path / "a")) == 3 and not load_snapshots(tmp_path / "b")
     assert val_rows(a.history) == val_rows(b.history)  # exactly equal, not approximately
     for va, vb in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
@@ -319,18 +334,18 @@ def test_snapshots_do_not_change_training(name: str, tmp_path: Path) -> None:
 def test_resume_accepts_a_state_saved_before_snapshot_fields_existed(tmp_path: Path) -> None:
     data = synthetic()
     recipe = small(**{"train.epochs": 2})
-    first = train_model(recipe, "img2txt", **data, out_dir=tmp_path, progress=False)
+    first = train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path, progress=False)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     for key in ("snapshot_epochs", "snapshot_images"):
         del state["recipe"]["train"][key]
     torch.save(state, tmp_path / "last.pt")
-    again = train_model(recipe, "img2txt", **data, out_dir=tmp_path, progress=False)
+    again = train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path, progress=False)
     assert again.history == first.history
     with pytest.raises(XmrError, match="another recipe or direction"):
         train_model(
             recipe_with(recipe, **{"train.snapshot_images": 5}),
             "img2txt",
-            **data,
+            TrainData(**data),
             out_dir=tmp_path,
             progress=False,
         )
@@ -338,17 +353,25 @@ def test_resume_accepts_a_state_saved_before_snapshot_fields_existed(tmp_path: P
 
 def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> None:
     data = synthetic()
-    train_model(small(**{"train.epochs": 1}), "img2txt", **data, out_dir=tmp_path, progress=False)
+    train_model(
+        small(**{"train.epochs": 1}), "img2txt", TrainData(**data), out_dir=tmp_path, progress=False
+    )
     with pytest.raises(XmrError, match="another recipe or direction"):
         train_model(
-            small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path, progress=False
+            small(**{"train.epochs": 2}),
+            "img2txt",
+            TrainData(**data),
+            out_dir=tmp_path,
+            progress=False,
         )
     other = synthetic(seed=1)
     with pytest.raises(XmrError, match="other data or splits"):
         train_model(
             small(**{"train.epochs": 1}),
             "img2txt",
-            **{**data, "val_images": other["val_images"], "train_images": other["train_images"]},
+            TrainData(
+                **{**data, "val_images": other["val_images"], "train_images": other["train_images"]}
+            ),
             out_dir=tmp_path,
             progress=False,
         )
@@ -356,7 +379,7 @@ def test_resume_refuses_another_recipe_and_restart_replaces(tmp_path: Path) -> N
     fresh = train_model(
         small(**{"train.epochs": 2}),
         "img2txt",
-        **data,
+        TrainData(**data),
         out_dir=tmp_path,
         progress=False,
         resume=False,
@@ -385,8 +408,11 @@ def test_bad_input_raises_xmr_error(change: dict, needle: str, tmp_path: Path) -
     if "val_images" in change:  # a fixed train split, images 0..29
         args["train_images"] = np.arange(0, 30)
     args.update(change)
+    direction = args.pop("direction")
     with pytest.raises(XmrError) as info:
-        train_model(small(**{"train.epochs": 1}), out_dir=tmp_path, progress=False, **args)
+        train_model(
+            small(**{"train.epochs": 1}), direction, TrainData(**args), tmp_path, progress=False
+        )
     assert needle in str(info.value)
 
 
@@ -396,7 +422,11 @@ def test_non_finite_features_and_missing_checkpoint(tmp_path: Path) -> None:
     data["text_feats"][3, 0] = np.nan
     with pytest.raises(XmrError, match="text_feats contains NaN"):
         train_model(
-            small(**{"train.epochs": 1}), "img2txt", **data, out_dir=tmp_path, progress=False
+            small(**{"train.epochs": 1}),
+            "img2txt",
+            TrainData(**data),
+            out_dir=tmp_path,
+            progress=False,
         )
     with pytest.raises(XmrError, match="no checkpoint at"):
         load_model(tmp_path / "nope.pt")
@@ -428,7 +458,7 @@ def test_sanity_vsepp_learns_synthetic_retrieval(precision: str, tmp_path: Path)
     )
     for direction in ("img2txt", "txt2img"):
         result = train_model(
-            recipe, direction, **data, out_dir=tmp_path / direction, progress=False
+            recipe, direction, TrainData(**data), out_dir=tmp_path / direction, progress=False
         )
         best = result.best_val
         assert best["val_rsum"] > 400, best
@@ -438,44 +468,22 @@ def test_sanity_vsepp_learns_synthetic_retrieval(precision: str, tmp_path: Path)
         assert losses[-1] < losses[0]
 
 
-def _pairs(owner: np.ndarray, epoch_pairs: str) -> train_mod.TrainPairs:
-    n_img = int(owner.max()) + 1
-    return train_mod.TrainPairs(
-        image_feats=torch.zeros(n_img, 2),
-        text_feats=torch.zeros(len(owner), 2),
-        pair_images=torch.from_numpy(owner),
-        pair_captions=torch.arange(len(owner)),
-        epoch_pairs=epoch_pairs,
-    )
-
-
-def test_one_pair_per_image_epoch_draws_each_image_once_with_a_uniform_caption():
-    # images with 1, 3, 7 and 5 captions, listed out of order
-    owner = np.array([3, 0, 2, 1, 2, 1, 2, 3, 2, 2, 1, 2, 3, 2, 3, 3], dtype=np.int64)
-    pairs = _pairs(owner, "one_per_image")
-    assert len(pairs) == 4 and pairs.n_batches(2) == 2 and pairs.n_batches(3) == 1
-    gen = torch.Generator().manual_seed(0)
-    counts = np.zeros(len(owner))
-    for _ in range(3000):
-        order = pairs.epoch_order(gen).numpy()
-        assert sorted(owner[order]) == [0, 1, 2, 3]  # every image once
-        counts[order] += 1
-    for image in range(4):
-        mine = counts[owner == image]
-        np.testing.assert_allclose(mine / 3000, 1 / len(mine), atol=0.03)  # uniform
-    again = pairs.epoch_order(torch.Generator().manual_seed(5))
-    assert torch.equal(again, pairs.epoch_order(torch.Generator().manual_seed(5)))
-    assert len(_pairs(owner, "all")) == len(owner)
-
-
 def test_one_pair_per_image_trains_fewer_steps_and_resumes_identically(tmp_path):
     data = synthetic()
     recipe = small(**{"train.epochs": 2, "train.epoch_pairs": "one_per_image"})
-    result = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "a", progress=False)
-    again = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "b", progress=False)
+    result = train_model(
+        recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "a", progress=False
+    )
+    again = train_model(
+        recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "b", progress=False
+    )
     assert val_rows(result.history) == val_rows(again.history)
     full = train_model(
-        small(**{"train.epochs": 2}), "img2txt", **data, out_dir=tmp_path / "c", progress=False
+        small(**{"train.epochs": 2}),
+        "img2txt",
+        TrainData(**data),
+        out_dir=tmp_path / "c",
+        progress=False,
     )
     assert val_rows(result.history) != val_rows(full.history)
 
@@ -484,10 +492,131 @@ def test_the_two_directions_are_independently_seeded_models(tmp_path):
     # symmetric InfoNCE is the same loss in both directions: only the seed tells them apart
     data = synthetic()
     recipe = small("infonce", **{"train.epochs": 1})
-    a = train_model(recipe, "img2txt", **data, out_dir=tmp_path / "a", progress=False)
-    b = train_model(recipe, "txt2img", **data, out_dir=tmp_path / "b", progress=False)
+    a = train_model(recipe, "img2txt", TrainData(**data), out_dir=tmp_path / "a", progress=False)
+    b = train_model(recipe, "txt2img", TrainData(**data), out_dir=tmp_path / "b", progress=False)
     wa = a.model.image_head.layers[0].weight
     wb = b.model.image_head.layers[0].weight
     assert not torch.allclose(wa, wb)
     assert train_mod.direction_seed(7, "img2txt") == 7
     assert train_mod.direction_seed(7, "txt2img") != 7
+
+
+def _kill_at_step(monkeypatch, step: int) -> None:
+    """Make the next trained loss raise :class:`Killed` at its ``step``-th forward."""
+    real_build = state_mod.build_loss
+    calls = {"n": 0}
+
+    def killing_build(config):
+        loss = real_build(config)
+        forward = loss.forward
+
+        def forward_then_die(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == step:
+                monkeypatch.setattr(state_mod, "build_loss", real_build)
+                raise Killed
+            return forward(*args, **kwargs)
+
+        loss.forward = forward_then_die
+        return loss
+
+    monkeypatch.setattr(state_mod, "build_loss", killing_build)
+
+
+def test_a_last_pt_written_before_the_refactor_still_resumes(tmp_path: Path, monkeypatch) -> None:
+    """last.pt as the single-module train.py wrote it: the flat loss dict (``distance``,
+    every kind's fields) in its recipe and the state as a plain dict."""
+    data = TrainData(**synthetic())
+    recipe = small("seed", **{"train.epochs": 3, "train.snapshot_epochs": []})
+    full = train_model(recipe, "img2txt", data, tmp_path / "full", progress=False)
+    _kill_at_step(monkeypatch, 2 * math.ceil(30 / 16) + 1)  # one_per_image: 30 pairs an epoch
+    with pytest.raises(Killed):
+        train_model(recipe, "img2txt", data, tmp_path / "cut", progress=False)
+    last = tmp_path / "cut" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["state"]["epoch"] == 2 and isinstance(saved["state"], dict)
+    saved["recipe"]["loss"] = {
+        "kind": "triplet",
+        "distance": "sqeuclidean",
+        "margin": 1.0,
+        "miner": "random",
+        "warmup_epochs": 0,
+        "temperature": 0.07,
+        "learn_temperature": True,
+        "min_temperature": 0.01,
+        "reduction": "mean",
+    }
+    torch.save(saved, last)
+    resumed = train_model(recipe, "img2txt", data, tmp_path / "cut", progress=False)
+    assert_same_history(full.history, resumed.history)
+    assert resumed.best_epoch == full.best_epoch
+
+
+def test_history_rows_hold_each_losss_own_statistics(tmp_path: Path) -> None:
+    data = TrainData(**synthetic())
+    triplet = train_model(
+        small(**{"train.epochs": 2}), "img2txt", data, tmp_path / "t", progress=False
+    )
+    for row in triplet.history:
+        assert 0.0 <= row["active_triplets"] <= 1.0
+        assert -1.0 <= row["neg_similarity"] <= 1.0 and -1.0 <= row["pos_similarity"] <= 1.0
+        assert row["loss_over_margin"] == pytest.approx(row["loss"] / 0.2)
+        # vsepp's heads L2-normalise: every embedding has norm 1
+        assert row["img_norm"] == pytest.approx(1.0) and row["txt_norm"] == pytest.approx(1.0)
+        assert row["grad_norm_image_head"] > 0 and row["grad_norm_text_head"] > 0
+        assert "temperature" not in row
+    # epoch 1 is the warm-up (every negative): many hinges are active; gap/margin is the
+    # mean of (s(a,p) - s(a,n)) / 0.2 over the mined triplets
+    assert triplet.history[0]["gap_over_margin"] < 1.0
+    nce = train_model(
+        small("infonce", **{"train.epochs": 1}), "img2txt", data, tmp_path / "n", progress=False
+    )
+    row = nce.history[0]
+    assert row["temperature"] < 0.07 + 1e-3 and "loss_over_margin" not in row
+    assert "active_triplets" not in row and row["pos_similarity"] > row["neg_similarity"]
+
+
+def test_an_early_stop_ends_the_bar_full_and_says_why(tmp_path: Path, capsys) -> None:
+    recipe = small(**{"train.epochs": 10, "train.patience": 2, "optim.lr": 1e-12})
+    data = TrainData(**synthetic())
+    result = train_model(recipe, "img2txt", data, tmp_path, progress=True)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "vsepp/img2txt: early stop at epoch 3: no better val rsum for 2 epochs" in last
+    assert "100%|██████████| 30/30" in last  # 3 epochs x 10 steps: the bar ends full
+
+
+def test_the_notebook_bar_of_an_early_stop_is_green() -> None:
+    bar = notebook_tqdm(total=100, desc="seed/img2txt")
+    bar.update(30)
+    _end_bar_early(bar, "early stop at epoch 3: no better val rsum for 2 epochs")
+    bar.close()
+    label, widget, _ = bar.container.children
+    assert widget.bar_style == "success" and widget.max == widget.value == 30
+    assert "early stop at epoch 3" in label.value.replace("\u2007", " ")  # tqdm's spaces
+    unfinished = notebook_tqdm(total=100)
+    unfinished.update(30)
+    unfinished.close()
+    assert unfinished.container.children[1].bar_style == "danger"  # what the bar did before
+
+
+def test_step_statistics_match_a_naive_computation() -> None:
+    torch.manual_seed(0)
+    model = DualEncoder.from_recipe(small("seed"), 24, 12)  # unnormalised heads
+    recorder = StatsRecorder()
+    want: dict[str, list[float]] = {}
+    for _ in range(2):
+        model.zero_grad()
+        img = model.encode_images(torch.randn(5, 24))
+        txt = model.encode_texts(torch.randn(5, 12))
+        ((img - txt) ** 2).sum().backward()
+        _record_step(recorder, model, img, txt)
+        for key, emb in (("img_norm", img), ("txt_norm", txt)):
+            rows = [math.sqrt(sum(float(v) ** 2 for v in row)) for row in emb.detach()]
+            want.setdefault(key, []).append(sum(rows) / len(rows))
+        for key, head in (("image", model.image_head), ("text", model.text_head)):
+            sq = sum(float((p.grad.double() ** 2).sum()) for p in head.parameters())
+            want.setdefault(f"grad_norm_{key}_head", []).append(math.sqrt(sq))
+    got = recorder.means()
+    assert got == pytest.approx({k: sum(v) / 2 for k, v in want.items()}, rel=1e-5)
