@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import Row, bench_main, time_repeats
+from benchmarks.common import Row, bench_main, machine_limit, time_repeats
 
 SECTION = "eval"
 DIM = 1024
 PER_IMAGE = 5
+#: Full-scale targets (issue 16): seconds, peak RSS in MB, share of the fp32 matmul limit.
+SCALE_TARGET = (60.0, 4096.0, 0.85)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,23 +43,11 @@ def random_unit(n: int, dim: int, seed: int, chunk: int = 8192) -> torch.Tensor:
     return out
 
 
-def apk(actual: list[int], predicted: list[int], k: int = 10) -> float:
-    """The seed's ml_metrics-style average precision at k."""
-    if len(predicted) > k:
-        predicted = predicted[:k]
-    score, num_hits = 0.0, 0.0
-    for i, p in enumerate(predicted):
-        if p in actual and p not in predicted[:i]:
-            num_hits += 1.0
-            score += num_hits / (i + 1.0)
-    if not actual:
-        return 0.0
-    return score / min(len(actual), k)
-
-
 def seed_style_metrics(img: np.ndarray, txt: np.ndarray, owner: np.ndarray) -> dict[str, float]:
     """The seed's evaluation: ball-tree top-10 + Python loops (R@K, mAP@k, medr, meanr)."""
     from sklearn.neighbors import NearestNeighbors
+
+    from xmr_utils.core.metrics import seed_apk as apk
 
     out: dict[str, float] = {}
     ks = (1, 5, 10)
@@ -107,6 +97,7 @@ def bench_small(quick: bool, n_img: int | None = None) -> list[Row]:
     got, want = evaluate_embeddings(img, txt, owner), seed_style_metrics(img_np, txt_np, owner)
     agree = all(abs(got[k] - v) < 1e-9 for k, v in want.items())
     what = f"full metric set, {n_img:,} x {PER_IMAGE * n_img:,} x {DIM}-d (both directions)"
+    gflops = 2 * n_img * PER_IMAGE * n_img * DIM / ours.median_s / 1e9
     return [
         Row(
             SECTION,
@@ -118,23 +109,34 @@ def bench_small(quick: bool, n_img: int | None = None) -> list[Row]:
             f"{seed.median_s / ours.median_s:.0f}x",
             "≤ 0.2 s",
             "yes" if ours.median_s <= 0.2 and agree else "no",
+            limit=machine_limit().share(gflops),
         )
     ]
 
 
 def _child(n_img: int, chunk_size: int | None) -> None:
-    """Run in the child process: generate, evaluate, print one JSON line."""
+    """Run in the child process: generate, warm up, evaluate, print one JSON line.
+
+    The warm-up is one evaluation of 1,000 x 20,000 (the smallest size the fused path takes):
+    it loads the compiled scan kernels (compiles them on a machine's first run), a cost paid
+    once per process.
+    """
     import resource
 
     from xmr_utils.core.metrics import evaluate_embeddings
 
     img, txt = random_unit(n_img, DIM, 3), random_unit(PER_IMAGE * n_img, DIM, 4)
     owner = np.repeat(np.arange(n_img), PER_IMAGE)
+    start = time.perf_counter()
+    n_warm = min(n_img, 1000)
+    evaluate_embeddings(img[:n_warm], txt[: 20 * n_warm], owner[: 20 * n_warm] % n_warm)
+    warmup_s = time.perf_counter() - start
     start, cpu = time.perf_counter(), time.process_time()
     m = evaluate_embeddings(img, txt, owner, chunk_size=chunk_size)
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "peak_mb": peak, "rsum": m["rsum"]}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "peak_mb": peak, "rsum": m["rsum"],
+                      "warmup_s": warmup_s}))  # fmt: skip
 
 
 def bench_scale(quick: bool, n_img: int | None = None) -> list[Row]:
@@ -147,16 +149,21 @@ def bench_scale(quick: bool, n_img: int | None = None) -> list[Row]:
     )
     res = json.loads(done.stdout.strip().splitlines()[-1])
     emb_mb = (n_img + PER_IMAGE * n_img) * DIM * 4 / 2**20
-    met = res["seconds"] <= 120 and res["peak_mb"] <= 4096
+    limit = machine_limit()
+    gflops = 2 * n_img * PER_IMAGE * n_img * DIM / res["seconds"] / 1e9
+    max_s, max_mb, min_share = SCALE_TARGET
+    met = res["seconds"] <= max_s and res["peak_mb"] <= max_mb and gflops >= min_share * limit.fp32
     return [
         Row(
             SECTION,
             f"evaluate_embeddings {n_img:,} x {PER_IMAGE * n_img:,} x {DIM}-d float32 "
-            f"(1 run; embeddings alone {emb_mb:,.0f} MB; load average before "
-            f"{load_before:.1f} on {os.cpu_count()} CPUs)",
+            f"(1 run after a {res['warmup_s']:.1f} s warm-up call; embeddings alone "
+            f"{emb_mb:,.0f} MB; load average before {load_before:.1f} on {os.cpu_count()} CPUs)",
             f"{res['seconds']:.1f} s ({res['cpu_s']:.0f} CPU-s), peak RSS {res['peak_mb']:,.0f} MB",
-            target="≤ 120 s, ≤ 4 GB",
+            f"{2 * n_img * PER_IMAGE * n_img * DIM / limit.fp32 / 1e9:.1f} s at the fp32 limit",
+            target=f"≤ {max_s:.0f} s, ≤ {max_mb / 1024:.0f} GB, ≥ {min_share:.0%} of fp32",
             met="yes" if met else "no",
+            limit=limit.share(gflops),
         )
     ]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from benchmarks.common import Row, bench_main
+from benchmarks.common import Row, bench_main, count_flops, machine_limit
 
 SECTION = "train"
 EPOCH_TARGET_S = 15.0
@@ -180,6 +180,16 @@ def run(quick: bool = False) -> list[Row]:
     def met(seconds: float) -> str:
         return ("yes" if seconds <= EPOCH_TARGET_S else "no") if not quick else "—"
 
+    limit = machine_limit()  # matmul FLOPs of one step (forward + backward), for "of limit"
+    step_flops = count_flops(
+        lambda: _step_fn(*_parts(DEFAULT_RECIPE)[:3], clip)(
+            *next(tensor_batches(image, text, owner, bs))
+        )
+    )
+
+    def share(seconds_per_step: float, dtype: str = "fp32") -> str:
+        return limit.share(step_flops / seconds_per_step / 1e9, dtype)
+
     load = os.getloadavg()[0]
     ours_s, steps = time_our_epoch(image, text, owner)
     rows.append(
@@ -191,6 +201,7 @@ def run(quick: bool = False) -> list[Row]:
             f"{ours_s:.2f} s",
             target=target,
             met=met(ours_s),
+            limit=share(ours_s / steps),
         )
     )
 
@@ -235,6 +246,7 @@ def run(quick: bool = False) -> list[Row]:
             f"{d / t:.2f}×",
             target,
             met(t * steps),
+            limit=share(t),
         )
     )
     rows.append(
@@ -246,6 +258,7 @@ def run(quick: bool = False) -> list[Row]:
             f"{t / b:.2f}×",
             target,
             met(b * steps),
+            limit=share(b, "bf16"),
         )
     )
     rows.append(
@@ -256,6 +269,7 @@ def run(quick: bool = False) -> list[Row]:
             f"{c * steps:.2f} s ({c * 1e3:.1f} ms/step)",
             f"{t * steps:.2f} s eager",
             f"{t / c:.2f}×",
+            limit=share(c),
         )
     )
 
@@ -265,9 +279,9 @@ def run(quick: bool = False) -> list[Row]:
         s_model, s_loss, s_opt, seed.optim.grad_clip, torch.Generator().manual_seed(0)
     )
     seed_steps = 3 if quick else 6
-    seed_step_s = time_steps(
-        tensor_batches(image, text, owner, seed.train.batch_size), seed_step, seed_steps, warmup=1
-    )
+    seed_batches = tensor_batches(image, text, owner, seed.train.batch_size)
+    seed_step_s = time_steps(seed_batches, seed_step, seed_steps, warmup=1)
+    seed_flops = count_flops(lambda: seed_step(*next(seed_batches)))
     # the seed's epoch is one random caption per image (train.epoch_pairs), not every pair
     seed_pairs = len(np.unique(owner)) if seed.train.epoch_pairs == "one_per_image" else len(owner)
     seed_epoch_steps = seed_pairs // seed.train.batch_size
@@ -278,6 +292,7 @@ def run(quick: bool = False) -> list[Row]:
             f"{seed_epoch_steps} steps: {seed_pairs:,} pairs, {seed.train.epoch_pairs}), "
             f"scaled from {seed_steps} steps",
             f"{seed_step_s * seed_epoch_steps:.1f} s",
+            limit=limit.share(seed_flops / seed_step_s / 1e9),
         )
     )
     return rows

@@ -1,13 +1,30 @@
-"""Shared timing helpers for the benchmarks: median and min-max of repeats, peak memory."""
+"""Shared helpers for the benchmarks: median and min-max of repeats, peak memory, and the
+machine's limit -- torch's matrix-product speed -- that compute-bound rows are held against.
+
+The limit is measured in the same ``make bench`` run (the ``limit`` section, passed to the
+other sections through :data:`LIMIT_ENV`; a section run on its own measures it itself): the
+best of several ``[4096, 1024] @ [1024, 4096]`` products -- the 1024-d shape of evaluation
+and search -- in float32 and in bfloat16, on torch's default threads. A row's "of limit"
+cell is its matrix-product FLOPs per second (:func:`count_flops` for models, ``2 N M D`` for
+scores) over that limit.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import platform
 import resource
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+
+#: Environment variable through which ``benchmarks/run.py`` hands the measured limit on.
+LIMIT_ENV = "XMR_BENCH_LIMIT"
+#: ``(m, k, n)`` of the product that measures the limit.
+LIMIT_SHAPE: tuple[int, int, int] = (4096, 1024, 4096)
 
 
 @dataclass(frozen=True)
@@ -47,9 +64,60 @@ class Row:
     ratio: str = "—"
     target: str = "—"
     met: str = "—"
+    limit: str = "—"  # share of the machine's matrix-product speed (compute-bound rows)
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The machine's torch matrix-product speed, GFLOP/s, on ``threads`` threads."""
+
+    fp32: float
+    bf16: float
+    threads: int
+
+    def share(self, gflops: float, dtype: str = "fp32") -> str:
+        """``"93% (183 of 197 GFLOP/s fp32)"``: ``gflops`` as a share of the ``dtype`` limit."""
+        limit = getattr(self, dtype)
+        return f"{100 * gflops / limit:.0f}% ({gflops:.0f} of {limit:.0f} GFLOP/s {dtype})"
+
+
+def matmul_gflops(dtype_name: str, repeats: int = 7) -> tuple[float, float]:
+    """``(best, median)`` GFLOP/s of :data:`LIMIT_SHAPE` products in ``dtype_name``
+    (``"fp32"`` or ``"bf16"``), after one warm-up."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    m, k, n = LIMIT_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(dtype)
+    b = torch.randn(n, k, generator=gen).to(dtype)
+    out = torch.empty(m, n, dtype=dtype)
+    t = time_repeats(lambda: torch.matmul(a, b.T, out=out), repeats=repeats, warmup=1)
+    flops = 2 * m * k * n / 1e9
+    return flops / t.min_s, flops / t.median_s
+
+
+@functools.cache
+def machine_limit() -> Limit:
+    """The limit handed on by ``benchmarks/run.py`` (:data:`LIMIT_ENV`), else measured now."""
+    import torch
+
+    if os.environ.get(LIMIT_ENV):
+        return Limit(**json.loads(os.environ[LIMIT_ENV]))
+    return Limit(matmul_gflops("fp32")[0], matmul_gflops("bf16")[0], torch.get_num_threads())
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """Matrix-product FLOPs (matmul, convolution, attention: torch's ``FlopCounterMode``)
+    of one call of ``fn``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
 def peak_rss_mb() -> float:
@@ -67,9 +135,13 @@ def machine_line() -> str:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    head = "| what | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n"
+    head = (
+        "| what | ours | baseline | ratio | of limit | target | met |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
     return head + "\n".join(
-        f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |" for r in rows
+        f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.limit} | {r.target} | {r.met} |"
+        for r in rows
     )
 
 
@@ -79,7 +151,6 @@ def bench_main(
     """The command line every ``benchmarks/bench_<name>.py`` shares: ``[--quick]``, then the
     machine, load average and elapsed time, and the rows as a markdown table."""
     import argparse
-    import os
 
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.common import Row, machine_line, markdown_table
+from benchmarks.common import LIMIT_ENV, Row, machine_line, markdown_table
 
 SECTIONS: tuple[tuple[str, str], ...] = (
+    ("limit", "Machine limit (torch matrix products)"),
     ("data", "Dataset parsing and validation"),
     ("extract", "Feature extraction"),
     ("cache", "Feature cache: verified loads, sharded extraction"),
@@ -65,6 +68,37 @@ def run_section(name: str, quick: bool) -> list[Row]:
     return [Row(**row) for row in json.loads(payload[len("@@ROWS@@") :])]
 
 
+def run_sections(wanted: list[str], quick: bool) -> list[str]:
+    """The markdown of every section asked for (all if ``wanted`` is empty), in order. The
+    machine limit, once measured, is handed to the later sections (:data:`LIMIT_ENV`)."""
+    from benchmarks.bench_limit import limit_from_rows
+
+    previous = os.environ.get(LIMIT_ENV)
+    parts = []
+    try:
+        for name, title in SECTIONS:
+            if wanted and name not in wanted:
+                continue
+            if quick and name in SLOW_SECTIONS and name not in wanted:
+                parts.append(f"## {title}\n\nSkipped by --quick (run it with --only {name}).\n")
+                continue
+            print(f"[bench] {name} ...", flush=True)
+            section_start = time.perf_counter()
+            rows = run_section(name, quick)
+            print(f"[bench] {name}: {time.perf_counter() - section_start:.0f} s", flush=True)
+            parts.append(f"## {title}\n\n{markdown_table(rows)}\n")
+            print(markdown_table(rows), flush=True)
+            limit = limit_from_rows(rows) if name == "limit" else None
+            if limit is not None:
+                os.environ[LIMIT_ENV] = json.dumps(asdict(limit))
+    finally:
+        if previous is None:
+            os.environ.pop(LIMIT_ENV, None)
+        else:
+            os.environ[LIMIT_ENV] = previous
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,19 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(name for name, _ in SECTIONS)
         )
     start = time.perf_counter()
-    parts = []
-    for name, title in SECTIONS:
-        if wanted and name not in wanted:
-            continue
-        if args.quick and name in SLOW_SECTIONS and name not in wanted:
-            parts.append(f"## {title}\n\nSkipped by --quick (run it with --only {name}).\n")
-            continue
-        print(f"[bench] {name} ...", flush=True)
-        section_start = time.perf_counter()
-        rows = run_section(name, args.quick)
-        print(f"[bench] {name}: {time.perf_counter() - section_start:.0f} s", flush=True)
-        parts.append(f"## {title}\n\n{markdown_table(rows)}\n")
-        print(markdown_table(rows), flush=True)
+    parts = run_sections(wanted, args.quick)
     command = (
         "python -m benchmarks.run"
         + (" --quick" if args.quick else "")
@@ -118,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         "# Benchmark results\n\n"
         f"Written by `{command}` (`make bench`) on {time.strftime('%Y-%m-%d')}; "
         f"{machine_line()}; {time.perf_counter() - start:.0f} s in all. Times are the median "
-        "(min–max) of the stated repeats; ratios are baseline ÷ ours.\n\n" + "\n".join(parts)
+        "(min–max) of the stated repeats; ratios are baseline ÷ ours; *of limit* is a row's "
+        "matrix-product FLOP/s as a share of the machine limit measured in this run (the "
+        "first section, or the section itself when run alone).\n\n" + "\n".join(parts)
     )
     out = Path(args.out)
     kept = quality_block(out.read_text()) if out.exists() else ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -36,14 +37,19 @@ from benchmarks import (  # noqa: E402
     bench_data,
     bench_e2e,
     bench_eval,
+    bench_limit,
     bench_quality,
     bench_search,
     bench_train,
 )
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    LIMIT_ENV,
+    Limit,
     Row,
     Timing,
+    count_flops,
+    machine_limit,
     machine_line,
     markdown_table,
     peak_rss_mb,
@@ -64,7 +70,7 @@ def check_rows(rows: list[Row], section: str) -> None:
     assert len(lines) == len(rows) + 2
     for line, r in zip(lines[2:], rows, strict=True):
         # a "|" inside a cell would shift the columns of RESULTS.md
-        assert line.count("|") == 7, line
+        assert line.count("|") == 8, line
         assert line.startswith(f"| {r.what} | {r.ours} |")
 
 
@@ -76,6 +82,15 @@ def cell_seconds(cell: str) -> tuple[float, float, float]:
     assert all(math.isfinite(x) and x >= 0 for x in (med, lo, hi))
     assert lo <= med <= hi
     return med, lo, hi
+
+
+def share_of_limit(cell: str) -> float:
+    """The percentage of a :meth:`Limit.share` cell, checked against the GFLOP/s it states."""
+    m = re.fullmatch(r"(\d+)% \((\d+) of (\d+) GFLOP/s (fp32|bf16)\)", cell)
+    assert m, cell
+    pct, got, limit = (int(x) for x in m.groups()[:3])
+    assert limit > 0 and abs(pct - 100 * got / limit) <= 100 / limit + 1
+    return float(pct)
 
 
 def ratio_value(ratio: str) -> float:
@@ -110,16 +125,78 @@ def test_timing_cell_and_frozen() -> None:
 
 
 def test_markdown_table_and_machine_line() -> None:
-    rows = [Row("s", "a", "1 s"), Row("s", "b", "2 s", "3 s", "1.50×", "≤ 4 s", "yes")]
+    rows = [
+        Row("s", "a", "1 s"),
+        Row("s", "b", "2 s", "3 s", "1.50×", "≤ 4 s", "yes", limit="50% (1 of 2 GFLOP/s fp32)"),
+    ]
     assert markdown_table(rows).splitlines() == [
-        "| what | ours | baseline | ratio | target | met |",
-        "|---|---|---|---|---|---|",
-        "| a | 1 s | — | — | — | — |",
-        "| b | 2 s | 3 s | 1.50× | ≤ 4 s | yes |",
+        "| what | ours | baseline | ratio | of limit | target | met |",
+        "|---|---|---|---|---|---|---|",
+        "| a | 1 s | — | — | — | — | — |",
+        "| b | 2 s | 3 s | 1.50× | 50% (1 of 2 GFLOP/s fp32) | ≤ 4 s | yes |",
     ]
     assert rows[1].as_dict()["ratio"] == "1.50×"
     assert f"torch {torch.__version__}" in machine_line()
     assert peak_rss_mb() > 10  # this process has imported torch
+
+
+def test_limit_share_names_the_dtype_and_the_numbers() -> None:
+    limit = Limit(200.0, 800.0, 2)
+    assert limit.share(150.0) == "75% (150 of 200 GFLOP/s fp32)"
+    assert limit.share(200.0, "bf16") == "25% (200 of 800 GFLOP/s bf16)"
+
+
+def test_machine_limit_is_handed_on_or_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LIMIT_ENV, json.dumps({"fp32": 1.5, "bf16": 6.0, "threads": 2}))
+    machine_limit.cache_clear()
+    try:
+        assert machine_limit() == Limit(1.5, 6.0, 2)
+        monkeypatch.delenv(LIMIT_ENV)
+        machine_limit.cache_clear()
+        measured = machine_limit()
+        assert (
+            measured.fp32 > 1 and measured.bf16 > 1 and measured.threads == torch.get_num_threads()
+        )
+    finally:
+        machine_limit.cache_clear()
+
+
+def test_count_flops_counts_matrix_products() -> None:
+    a, b = torch.ones(8, 16), torch.ones(16, 4)
+    assert count_flops(lambda: a @ b) == 2 * 8 * 16 * 4
+    assert count_flops(lambda: (a + 1).sum()) == 0  # elementwise work is not counted
+
+
+def test_bench_limit_rows_round_trip() -> None:
+    rows = bench_limit.run(quick=True)
+    check_rows(rows, bench_limit.SECTION)
+    assert [r.what.split()[-6] for r in rows] == ["fp32,", "bf16,"]
+    limit = bench_limit.limit_from_rows(rows)
+    assert limit is not None and limit.threads == torch.get_num_threads()
+    assert limit.fp32 == float(rows[0].ours.split()[0]) and limit.bf16 > 0
+    assert bench_limit.limit_from_rows([Row("limit", "failed", "")]) is None
+
+
+def test_runner_hands_the_limit_to_later_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def fake_section(name: str, quick: bool) -> list[Row]:
+        seen.append((name, os.environ.get(LIMIT_ENV)))
+        if name == "limit":
+            what = "torch.matmul [4096, 1024] @ [1024, 4096] {}, 2 threads, best of 3"
+            return [
+                Row("limit", what.format("fp32"), "190.0 GFLOP/s (median 180.0)"),
+                Row("limit", what.format("bf16"), "700.0 GFLOP/s (median 650.0)"),
+            ]
+        return [Row(name, "x", "1 s")]
+
+    monkeypatch.delenv(LIMIT_ENV, raising=False)
+    monkeypatch.setattr(bench_run, "SECTIONS", (("limit", "Limit"), ("eval", "Evaluation")))
+    monkeypatch.setattr(bench_run, "run_section", fake_section)
+    bench_run.run_sections([], quick=False)
+    assert seen[0] == ("limit", None)
+    assert json.loads(seen[1][1]) == {"fp32": 190.0, "bf16": 700.0, "threads": 2}
+    assert LIMIT_ENV not in os.environ  # restored afterwards
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -243,11 +320,7 @@ def test_train_step_epoch_and_interleaving_run() -> None:
 # --- eval ---------------------------------------------------------------------------------
 
 
-def test_apk_and_random_unit() -> None:
-    assert bench_eval.apk([1], [1, 2, 3]) == 1.0
-    assert bench_eval.apk([3], [1, 2, 3]) == pytest.approx(1 / 3)
-    assert bench_eval.apk([3], [1, 2, 3], k=2) == 0.0
-    assert bench_eval.apk([], [1, 2]) == 0.0
+def test_random_unit_is_seeded_and_normalised() -> None:
     x = bench_eval.random_unit(10, 8, seed=1, chunk=4)
     assert x.shape == (10, 8) and x.dtype == torch.float32
     assert torch.allclose(x.norm(dim=1), torch.ones(10))
@@ -289,14 +362,18 @@ def test_bench_eval_small_and_scale_on_tiny_sizes() -> None:
     m = re.fullmatch(r"(\d+\.\d) s \((\d+) CPU-s\), peak RSS ([\d,]+) MB", rows[0].ours)
     assert m, rows[0].ours
     assert float(m.group(1)) < 60 and int(m.group(3).replace(",", "")) > 0
-    assert "20 x 100 x 1024-d" in rows[0].what and rows[0].met == "yes"
+    assert "20 x 100 x 1024-d" in rows[0].what and rows[0].met in ("yes", "no")
+    assert re.fullmatch(r"\d+\.\d s at the fp32 limit", rows[0].baseline)
+    assert rows[0].target == "≤ 60 s, ≤ 4 GB, ≥ 85% of fp32"
+    share_of_limit(rows[0].limit)
+    share_of_limit(bench_eval.bench_small(quick=True, n_img=20)[0].limit)
 
 
 def test_eval_child_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     bench_eval._child(10, None)
     bench_eval._child(10, 3)
     whole, chunked = (json.loads(line) for line in capsys.readouterr().out.splitlines())
-    assert set(whole) == {"seconds", "cpu_s", "peak_mb", "rsum"}
+    assert set(whole) == {"seconds", "cpu_s", "peak_mb", "rsum", "warmup_s"}
     assert whole["seconds"] > 0 and whole["peak_mb"] > 0
     assert 0 < whole["rsum"] <= 600
     assert chunked["rsum"] == whole["rsum"]
@@ -319,10 +396,16 @@ def test_bench_search_runs_on_tiny_sizes() -> None:
     check_rows(rows, bench_search.SECTION)
     assert "16 queries x 300 items x 1024-d" in rows[0].what
     cell_seconds(rows[0].ours)
+    share_of_limit(rows[0].limit)
     if not faiss_available():
         assert rows[1].ours == bench_search.NOT_INSTALLED
         return
+    assert rows[0].baseline.endswith(" faiss IndexFlatIP") and rows[0].target == "≤ faiss flat"
+    flat_s = cell_seconds(rows[0].baseline)[0]
+    assert rows[0].met == ("yes" if cell_seconds(rows[0].ours)[0] <= flat_s else "no")
     flat, hnsw = rows[1:]
+    share_of_limit(flat.limit)
+    assert hnsw.limit == "—"  # not a dense product
     recalls = [
         float(re.search(r"recall@10 vs exact (\d\.\d{4})", r.what).group(1)) for r in (flat, hnsw)
     ]
@@ -438,7 +521,7 @@ def test_runner_main_writes_results(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert "`python -m benchmarks.run --quick`" in text
     assert machine_line() in text
     assert "## Alpha things\n\n| what |" in text and "## Beta things\n\n| what |" in text
-    assert "| alpha thing | 0.123 s (0.100–0.200) | 0.5 s | 4.07× | — | — |" in text
+    assert "| alpha thing | 0.123 s (0.100–0.200) | 0.5 s | 4.07× | — | — | — |" in text
     assert text.index("## Alpha things") < text.index("## Beta things")
 
     calls.clear()

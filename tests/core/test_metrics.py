@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_utils.core import metrics
+from xmr_utils.core import fused_ranks, metrics
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.metrics import (
     evaluate_embeddings,
     i2t_caption_ranks,
     ranks_from_embeddings,
     retrieval_metrics,
+    seed_apk,
     t2i_image_ranks,
 )
 from xmr_utils.core.retrieval import score_matrix
@@ -20,22 +21,8 @@ from xmr_utils.core.retrieval import score_matrix
 KS = (1, 5, 10)
 
 
-def apk(actual, predicted, k=10):
-    """Literal copy of the seed's ml_metrics-style average precision at k."""
-    if len(predicted) > k:
-        predicted = predicted[:k]
-    score, num_hits = 0.0, 0.0
-    for i, p in enumerate(predicted):
-        if p in actual and p not in predicted[:i]:
-            num_hits += 1.0
-            score += num_hits / (i + 1.0)
-    if not actual:
-        return 0.0
-    return score / min(len(actual), k)
-
-
 def brute_metrics(scores: np.ndarray, owner: np.ndarray) -> dict[str, float]:
-    """Every metric with loops over a stable descending argsort (the documented tie rule)."""
+    """Every similarity with loops over a stable descending argsort (the documented tie rule)."""
     n_img, n_cap = scores.shape
     out: dict[str, float] = {}
     best_ranks, map_k, mapcap_k = [], {k: [] for k in KS}, {k: [] for k in KS}
@@ -46,14 +33,14 @@ def brute_metrics(scores: np.ndarray, owner: np.ndarray) -> dict[str, float]:
         order = list(np.argsort(-scores[i], kind="stable"))
         best_ranks.append(min(order.index(c) + 1 for c in mine))
         for k in KS:
-            map_k[k].append(apk([i], [int(owner[c]) for c in order[:k]], k))
-            mapcap_k[k].append(apk(mine, [int(c) for c in order[:k]], k))
+            map_k[k].append(seed_apk([i], [int(owner[c]) for c in order[:k]], k))
+            mapcap_k[k].append(seed_apk(mine, [int(c) for c in order[:k]], k))
     t2i_ranks, t2i_map = [], {k: [] for k in KS}
     for c in range(n_cap):
         order = list(np.argsort(-scores[:, c], kind="stable"))
         t2i_ranks.append(order.index(owner[c]) + 1)
         for k in KS:
-            t2i_map[k].append(apk([int(owner[c])], [int(i) for i in order[:k]], k))
+            t2i_map[k].append(seed_apk([int(owner[c])], [int(i) for i in order[:k]], k))
     for name, ranks in (("i2t", best_ranks), ("t2i", t2i_ranks)):
         for k in KS:
             out[f"{name}_R@{k}"] = 100.0 * sum(r <= k for r in ranks) / len(ranks)
@@ -117,7 +104,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("seed", "counts", "levels"), CASES)
-def test_everything_matches_brute_force(seed: int, counts: list[int], levels: int | None) -> None:
+def test_everything_matches_brute_force(
+    seed: int, counts: list[int], levels: int | None, score_path: str
+) -> None:
     rng = np.random.default_rng(seed)
     owner = make_owner(counts, rng)
     shape = (len(counts), len(owner))
@@ -133,7 +122,11 @@ def test_everything_matches_brute_force(seed: int, counts: list[int], levels: in
 
 @pytest.mark.parametrize(("seed", "counts", "levels"), CASES)
 def test_chunked_equals_unchunked(
-    seed: int, counts: list[int], levels: int | None, monkeypatch: pytest.MonkeyPatch
+    seed: int,
+    counts: list[int],
+    levels: int | None,
+    monkeypatch: pytest.MonkeyPatch,
+    score_path: str,
 ) -> None:
     rng = np.random.default_rng(seed)
     owner = make_owner(counts, rng)
@@ -159,7 +152,9 @@ def test_best_rank_is_min_of_caption_ranks() -> None:
 
 @pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
 @pytest.mark.parametrize("chunk", [1, 3, None])
-def test_evaluate_embeddings_equals_materialised(similarity: str, chunk: int | None) -> None:
+def test_evaluate_embeddings_equals_materialised(
+    similarity: str, chunk: int | None, score_path: str
+) -> None:
     rng = np.random.default_rng(11)
     owner = make_owner([1, 3, 7, 0, 5, 5, 2, 4, 1], rng)
     # small integers: every score is exact, with many ties, whatever the summation order
@@ -172,7 +167,7 @@ def test_evaluate_embeddings_equals_materialised(similarity: str, chunk: int | N
     )
 
 
-def test_evaluate_embeddings_random_floats_and_torch_inputs() -> None:
+def test_evaluate_embeddings_random_floats_and_torch_inputs(score_path: str) -> None:
     gen = torch.Generator().manual_seed(3)
     owner = torch.from_numpy(make_owner([5] * 40 + [1, 3, 7, 0], np.random.default_rng(3)))
     img = torch.nn.functional.normalize(torch.randn(44, 16, generator=gen), dim=1)
@@ -181,13 +176,16 @@ def test_evaluate_embeddings_random_floats_and_torch_inputs() -> None:
     assert_same(got, retrieval_metrics(score_matrix(img, txt), owner))
 
 
-def test_collapsed_embeddings_take_the_exact_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_collapsed_embeddings_take_the_exact_second_pass(
+    monkeypatch: pytest.MonkeyPatch, score_path: str
+) -> None:
     rng = np.random.default_rng(5)
     owner = make_owner([2, 3, 1, 4, 0, 2], rng)
     img = np.ones((6, 4), dtype=np.float32)  # every score ties: the band holds everything
     txt = rng.integers(0, 2, (len(owner), 4)).astype(np.float32)
     want = retrieval_metrics(score_matrix(img, txt), owner)
     monkeypatch.setattr(metrics, "MAX_BAND_ENTRIES", 3)
+    monkeypatch.setattr(fused_ranks, "MAX_BAND_ENTRIES", 3)
     ranks = ranks_from_embeddings(img, txt, owner, chunk_size=2)
     np.testing.assert_array_equal(ranks.t2i_rank, owner + 1)  # ties -> lowest image index wins
     assert_same(metrics.metrics_from_ranks(ranks), want)
@@ -254,7 +252,9 @@ def test_bad_ks_and_similarity() -> None:
         evaluate_embeddings(np.ones((1, 2)), np.ones((1, 3)), [0])
 
 
-def test_wrong_pair_estimate_is_caught_and_recounted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_pair_estimate_is_caught_and_recounted(
+    monkeypatch: pytest.MonkeyPatch, score_path: str
+) -> None:
     rng = np.random.default_rng(9)
     owner = make_owner([2, 3, 1, 4, 2], rng)
     img = rng.integers(-2, 3, (5, 4)).astype(np.float32)
@@ -266,5 +266,32 @@ def test_wrong_pair_estimate_is_caught_and_recounted(monkeypatch: pytest.MonkeyP
         approx, eps = real(*args)
         return approx + 100.0, eps  # the band misses every true pair
 
+    def bands_off_by_100(*args: object) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = real_bands(*args)
+        return lo + 100, hi + 100
+
+    real_bands = fused_ranks.pair_estimates
     monkeypatch.setattr(metrics, "_pair_targets", off_by_100)
+    monkeypatch.setattr(fused_ranks, "pair_estimates", bands_off_by_100)
     assert_same(evaluate_embeddings(img, txt, owner, chunk_size=2), want)
+
+
+@pytest.mark.parametrize("chunk", [7, None])
+def test_neg_sqeuclidean_metrics_are_exact_in_the_collapse_regime(
+    chunk: int | None, collapse_regime: tuple[np.ndarray, np.ndarray, np.ndarray], score_path: str
+) -> None:
+    img, txt, owner = collapse_regime
+    exact = -((img.astype(np.float64)[:, None] - txt.astype(np.float64)[None]) ** 2).sum(-1)
+    want = retrieval_metrics(exact, owner)
+    assert want["rsum"] == 600.0  # exact arithmetic retrieves every pair
+    assert_same(evaluate_embeddings(img, txt, owner, "neg_sqeuclidean", chunk_size=chunk), want)
+    assert_same(retrieval_metrics(score_matrix(img, txt, "neg_sqeuclidean"), owner), want)
+
+
+def test_seed_apk_is_the_seeds_average_precision() -> None:
+    assert seed_apk([1], [1, 2, 3]) == 1.0
+    assert seed_apk([3], [1, 2, 3]) == pytest.approx(1 / 3)
+    assert seed_apk([3], [1, 2, 3], k=2) == 0.0
+    assert seed_apk([], [1, 2]) == 0.0
+    assert seed_apk([1, 2], [2, 2, 1]) == pytest.approx((1 + 2 / 3) / 2)  # a repeat counts once
+    assert seed_apk([1, 2, 3], [1, 9], k=2) == pytest.approx(1 / 2)  # divided by min(3, k)

@@ -45,7 +45,7 @@ def test_score_blocks_tile_the_full_matrix(chunk: int | None) -> None:
     ("levels", "k", "chunk"), [(None, 5, 3), (3, 4, 2), (2, 10, 64), (1, 3, 5)]
 )
 def test_topk_matches_stable_argsort(
-    similarity: str, levels: int | None, k: int, chunk: int
+    similarity: str, levels: int | None, k: int, chunk: int, score_path: str
 ) -> None:
     rng = np.random.default_rng(2)
     shape_q, shape_i = (13, 3), (40, 3)
@@ -70,7 +70,7 @@ def test_stable_topk_block_repairs_torch_tie_order() -> None:
     assert vals.tolist() == [[0.0] * 5, [1.0, 0.0, 0.0, 0.0, 0.0]]
 
 
-def test_topk_k_larger_than_items_and_no_queries() -> None:
+def test_topk_k_larger_than_items_and_no_queries(score_path: str) -> None:
     s, i = topk(np.eye(3), np.eye(2, 3), 10, backend="torch")
     assert i.tolist() == [[0, 1], [1, 0], [0, 1]] and s.shape == (3, 2)
     s, i = topk(np.zeros((0, 3)), np.eye(2, 3), 1, backend="torch")
@@ -81,8 +81,13 @@ def test_faiss_backend_without_faiss_says_how_to_install(monkeypatch: pytest.Mon
     monkeypatch.setattr(retrieval, "faiss_available", lambda: False)
     with pytest.raises(XmrError, match=r"pip install -e \.\[faiss\]"):
         topk(np.eye(2), np.eye(2), 1, backend="faiss")
-    _, idx = topk(np.eye(2), np.eye(2), 1, backend="auto")  # auto falls back to torch
-    assert idx.tolist() == [[0], [1]]
+
+
+def test_auto_backend_is_ours_with_the_tie_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(retrieval, "_faiss_topk", lambda *a: calls.append("faiss"))
+    scores, idx = topk(np.zeros((2, 3)), np.ones((4, 3)), 3, backend="auto")  # all tied
+    assert idx.tolist() == [[0, 1, 2], [0, 1, 2]] and calls == []
 
 
 @pytest.mark.skipif(not retrieval.faiss_available(), reason="faiss-cpu not installed")
@@ -113,3 +118,60 @@ def test_faiss_backend_matches_torch(similarity: str) -> None:
 def test_bad_input_raises_clear_error(call: object, match: str) -> None:
     with pytest.raises(XmrError, match=match):
         call()  # type: ignore[operator]
+
+
+def test_central_row_is_the_input_row_nearest_the_joint_mean() -> None:
+    rng = np.random.default_rng(6)
+    a, b = (
+        torch.from_numpy(rng.standard_normal((7, 3))),
+        torch.from_numpy(rng.standard_normal((5, 3))),
+    )
+    both = torch.cat([a, b])
+    want = both[torch.argmin(((both - both.mean(0)) ** 2).sum(1))]
+    assert torch.equal(retrieval.central_row(a, b), want)
+    assert torch.equal(
+        retrieval.central_row(a[:0], b), b[torch.argmin(((b - b.mean(0)) ** 2).sum(1))]
+    )
+    q, it = retrieval.centre_pair(a, b, "dot")
+    assert q is a and it is b  # dot products are not moved
+
+
+def test_neg_sqeuclidean_keeps_its_precision_in_the_collapse_regime(
+    collapse_regime: tuple[np.ndarray, np.ndarray, np.ndarray], score_path: str
+) -> None:
+    img, txt, _ = collapse_regime
+    exact = np_similarity(img, txt, "neg_sqeuclidean")  # float64 from the same float32 inputs
+    got = score_matrix(img, txt, "neg_sqeuclidean").numpy().astype(np.float64)
+    # expanding around the origin: 1e4-sized terms cancel to ~1e-4 distances (max rel. err ~400)
+    assert np.max(np.abs(got - exact) / np.abs(exact)) < 1e-4
+    assert (got < 0).all()  # no distance collapses to 0
+    for chunk in (7, None):
+        _, idx = topk(img, txt, 10, "neg_sqeuclidean", chunk_size=chunk, backend="torch")
+        np.testing.assert_array_equal(
+            idx.numpy(), np.argsort(-exact, axis=1, kind="stable")[:, :10]
+        )
+    if retrieval.faiss_available():
+        _, idx = topk(img, txt, 10, "neg_sqeuclidean", backend="faiss")
+        np.testing.assert_array_equal(
+            idx.numpy(), np.argsort(-exact, axis=1, kind="stable")[:, :10]
+        )
+
+
+@pytest.mark.parametrize("similarity", ["dot", "neg_sqeuclidean"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_topk_is_bit_identical_to_the_torch_path(
+    similarity: str, dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random floats at real tile sizes: 1000 queries in blocks of 300 rows (a 100-row
+    small-kernel tail kept whole), 4100 items in two column tiles, rows split in 2 threads."""
+    rng = np.random.default_rng(8)
+    q, it = (
+        rng.standard_normal((1000, 96)).astype(dtype),
+        rng.standard_normal((4100, 96)).astype(dtype),
+    )
+    monkeypatch.setattr(retrieval, "FUSED_MIN_SCORES", 2**62)
+    want = topk(q, it, 10, similarity, chunk_size=300, backend="torch")
+    monkeypatch.setattr(retrieval, "FUSED_MIN_SCORES", 0)
+    got = topk(q, it, 10, similarity, chunk_size=300, backend="torch")
+    assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
+    assert got[0].dtype == want[0].dtype

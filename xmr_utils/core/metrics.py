@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmr_utils.core import retrieval
+from xmr_utils.core import fused_ranks, retrieval
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.retrieval import Scratch, count_cmp, count_true
 from xmr_utils.core.similarity import check_similarity
@@ -198,10 +198,30 @@ def _row_blocks(scores: torch.Tensor, step: int) -> Iterator[tuple[int, torch.Te
         yield i0, scores[i0 : i0 + step]
 
 
+def _from_fused(r: fused_ranks.RankArrays, owner: torch.Tensor, n_img: int) -> RetrievalRanks:
+    counts = np.bincount(owner.numpy(), minlength=n_img)
+    topk = torch.from_numpy(r.topk)
+    rel = (topk >= 0) & (owner[topk.clamp(min=0)] == torch.arange(n_img)[:, None])
+    return RetrievalRanks(
+        i2t_best_rank=np.where(counts > 0, r.above_best + 1, 0),
+        i2t_topk=r.topk,
+        i2t_topk_relevant=rel.numpy(),
+        n_relevant=counts,
+        t2i_rank=1 + r.above_owner,
+    )
+
+
 def ranks_from_scores(scores: Any, owner: Any, kmax: int = max(DEFAULT_KS)) -> RetrievalRanks:
-    """Per-query ranks from a score matrix ``[N_img, N_cap]`` and ``owner`` ``[N_cap]``."""
+    """Per-query ranks from a score matrix ``[N_img, N_cap]`` and ``owner`` ``[N_cap]``.
+
+    Matrices of at least :data:`~xmr_utils.core.retrieval.FUSED_MIN_SCORES` entries are read
+    once by the fused scan (:func:`xmr_utils.core.fused_ranks.ranks_from_scores`), smaller
+    ones by torch ops; both give the same ranks.
+    """
     s = _as_scores(scores)
     o = _as_owner(owner, s.shape[0], s.shape[1])
+    if s.shape[0] * s.shape[1] >= retrieval.FUSED_MIN_SCORES:
+        return _from_fused(fused_ranks.ranks_from_scores(s, o, int(kmax)), o, s.shape[0])
     rows = retrieval.rows_per_block(s.shape[1], None)
     scratch = Scratch(min(rows, s.shape[0]), s.shape[1], s.dtype, with_scores=False)
     ranker = _Ranker(o, s.shape[0], int(kmax), scratch)
@@ -272,13 +292,16 @@ def ranks_from_embeddings(
 ) -> RetrievalRanks:
     """Per-query ranks of ``similarity(image_emb [N_img, D], text_emb [N_cap, D])``.
 
-    One pass over row blocks (``chunk_size`` image rows each; None: ~256 MB blocks) computes
-    both directions. t2i needs each caption's true-pair score; in blocks before its owner's
-    block it counts against a float64 estimate with a rigorous rounding band and resolves the
-    few in-band scores once the exact block value is known (a single block needs no band). If
-    the band grows past :data:`MAX_BAND_ENTRIES` (e.g. collapsed embeddings) or the estimate
-    misses, a second pass over bit-identical blocks counts exactly. The result equals
-    :func:`ranks_from_scores` on the materialised matrix.
+    One pass computes both directions without materialising the score matrix. From
+    :data:`~xmr_utils.core.retrieval.FUSED_MIN_SCORES` scores it runs on tiles scanned by
+    the fused kernels (:func:`xmr_utils.core.fused_ranks.ranks_from_embeddings`); below, on
+    blocks of ``chunk_size`` image rows ranked by torch ops. t2i needs each caption's
+    true-pair score and i2t each image's best own caption before every block holding them is
+    computed: both count against a float64 estimate with an error band and settle the few
+    in-band scores once the exact value is known. If the band grows past
+    :data:`MAX_BAND_ENTRIES` (e.g. collapsed embeddings) or the estimate misses, a second pass
+    over bit-identical scores counts exactly. The result equals :func:`ranks_from_scores` on
+    the materialised matrix, on either path.
     """
     check_similarity(similarity)
     img = retrieval.as_embeddings(image_emb, "image_emb")
@@ -288,9 +311,21 @@ def ranks_from_embeddings(
             f"image_emb and text_emb have different sizes ({img.shape[1]} vs {txt.shape[1]})"
         )
     dtype = torch.promote_types(img.dtype, txt.dtype)
-    img, txt = img.to(dtype), txt.to(dtype)
+    img, txt = retrieval.centre_pair(img.to(dtype), txt.to(dtype), similarity)
     o = _as_owner(owner, img.shape[0], txt.shape[0])
     rows = retrieval.rows_per_block(txt.shape[0], chunk_size)
+    if img.shape[0] * txt.shape[0] >= retrieval.FUSED_MIN_SCORES:
+        neg = similarity == "neg_sqeuclidean"
+        found = fused_ranks.ranks_from_embeddings(img, txt, o, neg, rows, int(kmax))
+        return _from_fused(found, o, img.shape[0])
+    return _torch_ranks_from_embeddings(img, txt, o, similarity, rows, int(kmax))
+
+
+def _torch_ranks_from_embeddings(
+    img: torch.Tensor, txt: torch.Tensor, o: torch.Tensor, similarity: str, rows: int, kmax: int
+) -> RetrievalRanks:
+    """:func:`ranks_from_embeddings` by torch ops on full-width blocks of ``rows`` rows."""
+    dtype = img.dtype
     if rows >= img.shape[0]:  # one block: every target is exact before counting
         lo = hi = torch.full((txt.shape[0],), torch.inf, dtype=dtype)
     else:
@@ -332,6 +367,28 @@ def ranks_from_embeddings(
         above = (v > t[c]) | ((v == t[c]) & (r < o[c]))
         ranker.t2i_count += torch.bincount(c[above], minlength=txt.shape[0])
     return ranker.result()
+
+
+def seed_apk(actual: Sequence[int], predicted: Sequence[int], k: int = 10) -> float:
+    """The seed's average precision at ``k`` (ml_metrics ``apk``), as the seed wrote it.
+
+    The reference definition of ``mAP@k`` and ``mAPcap@k``: the vectorised
+    :func:`metrics_from_ranks` is checked against it (``tests/core/test_metrics.py``), and so is
+    the seed-style evaluation of ``benchmarks/bench_eval.py``. ``actual``: the relevant ids;
+    ``predicted``: ranked ids (only the first ``k`` count, repeats count once).
+
+    >>> seed_apk([3], [1, 2, 3])
+    0.3333333333333333
+    """
+    predicted = list(predicted)[:k]
+    score, num_hits = 0.0, 0.0
+    for i, p in enumerate(predicted):
+        if p in actual and p not in predicted[:i]:
+            num_hits += 1.0
+            score += num_hits / (i + 1.0)
+    if not actual:
+        return 0.0
+    return score / min(len(actual), k)
 
 
 def metrics_from_ranks(ranks: RetrievalRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:

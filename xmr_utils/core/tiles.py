@@ -1,0 +1,143 @@
+"""The score matrix in tiles: which tiles, and each one computed into one reused buffer.
+
+The fast paths of :mod:`xmr_utils.core.retrieval` and :mod:`xmr_utils.core.metrics` never hold
+more than one tile of scores. Tiles are large (:data:`TILE_ROWS` x :data:`TILE_COLS`, 16 MB
+in float32) so that the matrix product runs at the speed of a large square one, and small
+enough to be read back from cache by the fused scan right after it was written.
+
+Bits. MKL computes a product by one of two kernels with different rounding: one for blocks of
+at most :data:`SMALL_BLOCK_ROWS` rows (or very small products), one for the rest; within
+the large kernel a score's bits do not depend on the block's shape or position (checked by
+``tests/core/test_tiles.py``). :func:`score_groups` therefore regroups only rows that
+:func:`xmr_utils.core.retrieval.checked_score_blocks` computes with the large kernel, and
+keeps every other block exactly as that function shapes it: each score has the bits it has
+there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+
+#: Query rows per tile (groups of rows are at least half this, or all rows there are).
+TILE_ROWS: int = 2048
+#: Item columns per tile (at least half this, or all columns there are).
+TILE_COLS: int = 2048
+#: Blocks of at most this many rows take MKL's small-matrix kernel (other rounding).
+SMALL_BLOCK_ROWS: int = 128
+#: Narrower score matrices keep the row blocks of ``checked_score_blocks`` as they are.
+MIN_TILE_COLS: int = 1024
+#: A tile's rows are shared out to threads in pieces of at least this many rows (each
+#: computes its own piece, with the large kernel).
+MIN_SPLIT_ROWS: int = 256
+
+
+class Group(NamedTuple):
+    """Rows ``r0..r1-1`` of the score matrix, computed as the column ranges ``cols``.
+
+    ``split``: the rows are large-kernel rows regrouped by :func:`score_groups`, so threads
+    may each compute a piece of them (:func:`split_rows`); otherwise the block keeps the shape
+    ``checked_score_blocks`` gives it and is computed whole.
+    """
+
+    r0: int
+    r1: int
+    cols: tuple[tuple[int, int], ...]
+    split: bool
+
+
+def sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norms ``[N]`` of the rows of ``x`` ``[N, D]``."""
+    return (x * x).sum(dim=1)
+
+
+def dots_to_neg_sqeuclidean(
+    dots: torch.Tensor, q_sq: torch.Tensor, item_sq: torch.Tensor
+) -> torch.Tensor:
+    """``dots`` ``[B, W]`` -> ``2 dots - q_sq[:, None] - item_sq[None, :]`` in place (this
+    order of operations is part of every score's bits)."""
+    return dots.mul_(2.0).sub_(q_sq[:, None]).sub_(item_sq[None, :])
+
+
+def _split(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` in ``ceil(n / size)`` near-equal consecutive ranges."""
+    n = stop - start
+    parts = max(1, math.ceil(n / size))
+    edges = [start + (n * i) // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def score_groups(n_queries: int, n_items: int, rows: int) -> list[Group]:
+    """Row groups ``(r0, r1, ((c0, c1), ...))`` that tile a ``[n_queries, n_items]`` matrix.
+
+    ``rows`` is the row count of the blocks of ``checked_score_blocks``. Rows that those blocks
+    compute with MKL's large kernel (blocks of more than :data:`SMALL_BLOCK_ROWS` rows, at
+    least :data:`MIN_TILE_COLS` wide) are regrouped into tiles of about :data:`TILE_ROWS` x
+    :data:`TILE_COLS`; every other block keeps its rows and its full width.
+    """
+    blocks = [(r0, min(n_queries, r0 + rows)) for r0 in range(0, n_queries, rows)]
+    if rows <= SMALL_BLOCK_ROWS or n_items < MIN_TILE_COLS:
+        return [Group(r0, r1, ((0, n_items),), False) for r0, r1 in blocks]
+    large_end = n_queries
+    if blocks and blocks[-1][1] - blocks[-1][0] <= SMALL_BLOCK_ROWS:
+        large_end = blocks[-1][0]
+    cols = tuple(_split(0, n_items, TILE_COLS))
+    groups = [Group(r0, r1, cols, True) for r0, r1 in _split(0, large_end, TILE_ROWS) if r1 > r0]
+    if large_end < n_queries:
+        groups.append(Group(large_end, n_queries, ((0, n_items),), False))
+    return groups
+
+
+class Buffer:
+    """One reusable block of memory for tiles of any shape up to the largest asked for."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.data = torch.empty(0, dtype=dtype)
+
+    def view(self, rows: int, cols: int) -> torch.Tensor:
+        """A contiguous ``[rows, cols]`` view (valid until the next call)."""
+        if self.data.numel() < rows * cols:
+            self.data = torch.empty(rows * cols, dtype=self.data.dtype)
+        return self.data[: rows * cols].view(rows, cols)
+
+
+class ScoreTiles:
+    """Computes tiles of ``score_matrix(queries, items)``.
+
+    ``queries`` ``[N, D]`` and ``items`` ``[M, D]`` are checked, share a dtype and are already
+    moved by :func:`xmr_utils.core.retrieval.centre_pair`; ``neg_sqeuclidean`` selects the
+    expanded squared distance, else dot products. Safe to use from several threads, each with
+    its own :class:`Buffer`.
+    """
+
+    def __init__(self, queries: torch.Tensor, items: torch.Tensor, neg_sqeuclidean: bool) -> None:
+        self.queries, self.items = queries, items
+        self.q_sq = sq_norms(queries) if neg_sqeuclidean else None
+        self.item_sq = sq_norms(items) if neg_sqeuclidean else None
+        self.buffer = Buffer(items.dtype)
+
+    def compute(self, r0: int, r1: int, c0: int, c1: int, buf: Buffer) -> torch.Tensor:
+        """The tile ``[r1-r0, c1-c0]`` of rows ``r0..`` and columns ``c0..``, in ``buf``."""
+        out = buf.view(r1 - r0, c1 - c0)
+        torch.matmul(self.queries[r0:r1], self.items[c0:c1].T, out=out)
+        if self.q_sq is not None and self.item_sq is not None:
+            dots_to_neg_sqeuclidean(out, self.q_sq[r0:r1], self.item_sq[c0:c1])
+        return out
+
+    def group(self, group: Group) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(c0, tile)`` for the column ranges of ``group`` (in :attr:`buffer`; each
+        tile is valid until the next)."""
+        for c0, c1 in group.cols:
+            yield c0, self.compute(group.r0, group.r1, c0, c1, self.buffer)
+
+
+def split_rows(r0: int, r1: int, parts: int, part: int) -> tuple[int, int]:
+    """Rows of ``part`` (0-based) when ``[r0, r1)`` is cut into at most ``parts`` pieces of
+    at least :data:`MIN_SPLIT_ROWS` rows (an empty range for parts beyond that)."""
+    n = max(1, min(parts, (r1 - r0) // MIN_SPLIT_ROWS))
+    if part >= n:
+        return r1, r1
+    return r0 + (r1 - r0) * part // n, r0 + (r1 - r0) * (part + 1) // n
