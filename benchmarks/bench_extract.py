@@ -134,13 +134,13 @@ def writer_peak_mb(tmp: Path, n: int = 16_384, dim: int = 4096) -> tuple[float, 
         "shape": [n, dim],
         "extras": {},
     }
-    paths = features.cache_paths(tmp / "cache", "bench", "bench:rows")
+    paths = features.CachePaths(tmp / "cache" / "bench", "bench__rows")
 
     def encode(start: int, stop: int) -> features.Chunk:
         return np.full((stop - start, dim), start, np.float32), {}, 0
 
     tracemalloc.start()
-    features._extract(paths, expected, encode, chunk_size=512, progress=False, desc="bench")
+    features.extract_chunks(paths, expected, encode, chunk_size=512, progress=False, desc="bench")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak / 2**20, paths.features.stat().st_size / 2**20

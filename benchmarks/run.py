@@ -21,6 +21,7 @@ from benchmarks.common import Row, machine_line, markdown_table
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("data", "Dataset parsing and validation"),
     ("extract", "Feature extraction"),
+    ("cache", "Feature cache: verified loads, sharded extraction"),
     ("train", "Training epoch"),
     ("eval", "Evaluation"),
     ("search", "Search at scale"),

@@ -36,6 +36,7 @@ from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
 from xmr_utils.core.encoders.base import resolve_device
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
 from xmr_utils.core.overrides import apply_overrides, parse_overrides
 from xmr_utils.core.retrieval import score_matrix, topk
@@ -207,16 +208,23 @@ def extract_features(
     *,
     batch_size: int = 32,
     device: str = "auto",
+    scheduler: str = "",
 ) -> FeatureSummary:
-    """Extract (or load from the cache) both modalities' features and time each."""
+    """Extract (or load from the cache) both modalities' features and time each.
+
+    ``scheduler``: ``""`` extracts image features in this process; a Dask scheduler address,
+    a scheduler file or ``"local:N"`` shards them over its workers
+    (:func:`xmr_utils.core.features.cluster.dask_client`).
+    """
     import pandas as pd
 
     cache = resolve_path(features_dir)
     rows = []
     start = time.perf_counter()
-    image_feats = features.image_features(
-        corpus, image_encoder, cache, batch_size=batch_size, device=device
-    )
+    with dask_client(scheduler) as client:
+        image_feats = features.image_features(
+            corpus, image_encoder, cache, batch_size=batch_size, device=device, client=client
+        )
     rows.append(("image", image_encoder, image_feats, time.perf_counter() - start))
     start = time.perf_counter()
     text_feats = features.text_features(corpus, text_encoder, cache)
@@ -234,7 +242,7 @@ def extract_features(
             for modality, spec, feats, seconds in rows
         ]
     )
-    table.attrs["cache"] = str(cache / corpus.name)
+    table.attrs["cache"] = str(features.dataset_folder(cache, corpus))
     return FeatureSummary(image_feats, text_feats, table)
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from feature_fakes import CAPTIONS, FakeImageEncoder, FakeRegionEncoder, make_corpus
+from PIL import Image
 
 from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.features import (
     cache_paths,
+    dataset_folder,
     fitted_text_encoder,
     image_features,
     import_vgg_feats_mat,
@@ -22,98 +23,6 @@ from xmr_utils.core.features import (
     region_features,
     text_features,
 )
-
-CAPTIONS = (
-    "a brown dog runs on the grass",
-    "a dog plays with a ball",
-    "two kids swim in a lake",
-    "children splash in the water",
-    "a man rides a bicycle",
-    "a cyclist on a road",
-    "a woman reads a book",
-    "a lady with a novel",
-    "a red car on a street",
-    "a vehicle parked outside",
-    "zebras graze on savanna",
-    "striped animals eating",
-    "",
-    "!!!",
-)
-
-
-def make_corpus(
-    root: Path, n_images: int = 7, name: str = "tiny", captions: Sequence[str] = CAPTIONS
-) -> CaptionCorpus:
-    """``n_images`` drawn JPEGs, two captions each; images 0-3 train, 4-5 val, 6 test."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    files = []
-    for i in range(n_images):
-        img = Image.new("RGB", (64 + 8 * i, 48), tuple(int(c) for c in rng.integers(0, 255, 3)))
-        ImageDraw.Draw(img).ellipse((5, 5, 40, 40), fill=(255 - 30 * i, 20 * i, 90))
-        files.append(root / f"im{i:02d}.jpg")
-        img.save(files[-1])
-    caps = tuple(captions[: 2 * n_images])
-    owner = np.arange(len(caps)) // 2
-    splits = {
-        "train": np.arange(min(4, n_images)),
-        "val": np.arange(4, min(6, n_images)),
-        "test": np.arange(6, n_images),
-    }
-    return CaptionCorpus(name, root, tuple(files), caps, owner, splits)
-
-
-class FakeImageEncoder:
-    """Cheap deterministic encoder: mean RGB and width of each image; counts its calls."""
-
-    dim = 4
-
-    def __init__(
-        self,
-        fail_after_calls: int | None = None,
-        weights: str = "fake.pth:0001",
-        spec: str = "fake:pool",
-    ) -> None:
-        self.spec = spec
-        self.fail_after_calls = fail_after_calls
-        self.weights = weights
-        self.calls: list[list[str]] = []
-
-    def weights_id(self) -> str:
-        return self.weights
-
-    def preprocessing_id(self) -> str:
-        return "mean rgb + width"
-
-    def encode_images(
-        self,
-        paths: Sequence[Path],
-        *,
-        batch_size: int = 32,
-        num_workers: int | None = None,
-        device: str = "auto",
-        progress: bool = True,
-    ) -> np.ndarray:
-        if self.fail_after_calls is not None and len(self.calls) >= self.fail_after_calls:
-            raise KeyboardInterrupt  # the kernel was interrupted mid-extraction
-        self.calls.append([p.name for p in paths])
-        rows = []
-        for p in paths:
-            with Image.open(p) as img:
-                pixels = np.asarray(img.convert("RGB"), dtype=np.float32)
-            rows.append([*pixels.mean(axis=(0, 1)), pixels.shape[1]])
-        return np.asarray(rows, dtype=np.float32)
-
-
-class FakeRegionEncoder(FakeImageEncoder):
-    """A region encoder with per-image extra outputs (like faster_rcnn:regions)."""
-
-    extra_outputs = {"regions": ((3, 4), "float32"), "counts": ((), "int32")}
-
-    def encode_images_with_extras(self, paths, **kwargs):
-        pooled = self.encode_images(paths, **kwargs)
-        regions = np.repeat(pooled[:, None, :], 3, axis=1)
-        return pooled, {"regions": regions, "counts": np.full(len(paths), 3, np.int32)}
 
 
 def test_extract_once_then_reuse(tmp_path: Path) -> None:
@@ -124,8 +33,8 @@ def test_extract_once_then_reuse(tmp_path: Path) -> None:
     )
     assert feats.shape == (7, 4) and feats.dtype == np.float32
     assert [len(c) for c in enc.calls] == [3, 3, 1]
-    paths = cache_paths(tmp_path / "cache", "tiny", "fake:pool")
-    assert paths.features == tmp_path / "cache" / "tiny" / "fake__pool.npy"
+    paths = cache_paths(tmp_path / "cache", corpus, "fake:pool")
+    assert paths.features == dataset_folder(tmp_path / "cache", corpus) / "fake__pool.npy"
     manifest = read_manifest(paths.manifest)
     assert manifest is not None
     assert manifest["spec"] == "fake:pool" and manifest["weights_id"] == "fake.pth:0001"
@@ -154,7 +63,7 @@ def test_stale_manifest_reextracts_and_says_why(
     assert len(newer.calls) == 1
     assert "because weights_id changed ('fake.pth:0001' -> 'fake.pth:0002')" in caplog.text
     assert (
-        read_manifest(cache_paths(cache, "tiny", "fake:pool").manifest)["weights_id"]
+        read_manifest(cache_paths(cache, corpus, "fake:pool").manifest)["weights_id"]
         == "fake.pth:0002"
     )
 
@@ -172,7 +81,7 @@ def test_damaged_cache_is_reextracted(tmp_path: Path, damage: str) -> None:
     corpus = make_corpus(tmp_path / "data")
     cache = tmp_path / "cache"
     first = image_features(corpus, "fake", cache, encoder=FakeImageEncoder(), progress=False)
-    paths = cache_paths(cache, "tiny", "fake:pool")
+    paths = cache_paths(cache, corpus, "fake:pool")
     if damage == "manifest_junk":
         paths.manifest.write_text("{not json")
     elif damage == "manifest_missing":
@@ -195,7 +104,7 @@ def test_killed_extraction_resumes_from_last_finished_chunk(tmp_path: Path) -> N
     killed = FakeImageEncoder(fail_after_calls=2)
     with pytest.raises(KeyboardInterrupt):
         image_features(corpus, "fake", cache, encoder=killed, chunk_size=2, progress=False)
-    paths = cache_paths(cache, "tiny", "fake:pool")
+    paths = cache_paths(cache, corpus, "fake:pool")
     assert not paths.features.exists() and not paths.manifest.exists()
     assert json.loads(paths.progress.read_text())["done"] == 4
 
@@ -250,7 +159,7 @@ def test_region_outputs_are_cached_beside(tmp_path: Path) -> None:
     assert out["counts"].dtype == np.int32 and out["counts"].tolist() == [3, 3, 3]
     np.testing.assert_array_equal(out["regions"][:, 1], out["pooled"])
     manifest = read_manifest(
-        cache_paths(tmp_path / "cache", "tiny", "fakeregions:regions").manifest
+        cache_paths(tmp_path / "cache", corpus, "fakeregions:regions").manifest
     )
     assert manifest["extras"]["regions"] == [[3, 3, 4], "float32"]
     with pytest.raises(XmrError, match="has no per-region outputs"):
@@ -263,7 +172,8 @@ def test_efficientnet_lite0_through_the_cache(tmp_path: Path) -> None:
         corpus, "efficientnet_lite0", tmp_path / "cache", num_workers=0, progress=False
     )
     assert feats.shape == (3, 1280) and feats.dtype == np.float32
-    manifest = read_manifest(tmp_path / "cache" / "tiny" / "efficientnet_lite0__pool.manifest.json")
+    folder = dataset_folder(tmp_path / "cache", corpus)
+    manifest = read_manifest(folder / "efficientnet_lite0__pool.manifest.json")
     assert manifest["weights_id"].startswith("efficientnet-lite0-57934424.pth:")
 
 
@@ -278,7 +188,7 @@ def test_concatenated_image_spec_puts_cached_features_side_by_side(tmp_path: Pat
     assert both.shape == (3, 2560)
     np.testing.assert_array_equal(both, np.concatenate([pool, tta], axis=1))
     assert not np.allclose(pool, tta)  # the two views differ
-    assert sorted(p.name for p in (cache / "tiny").glob("*.npy")) == [
+    assert sorted(p.name for p in dataset_folder(cache, corpus).glob("*.npy")) == [
         "efficientnet_lite0__pool.npy",
         "efficientnet_lite0__tta.npy",
     ]
@@ -298,7 +208,8 @@ def test_text_features_glove_counts_captions_without_words(
     feats = text_features(corpus, "glove", tmp_path / "cache", chunk_size=5, progress=False)
     assert feats.shape == (14, 50) and feats.dtype == np.float32 and not np.isnan(feats).any()
     assert not feats[12:].any() and feats[:12].any(axis=1).all()
-    manifest = read_manifest(tmp_path / "cache" / "tiny" / "glove__mean.manifest.json")
+    folder = dataset_folder(tmp_path / "cache", corpus)
+    manifest = read_manifest(folder / "glove__mean.manifest.json")
     assert manifest["no_known_word"] == 2
     assert manifest["dataset"] == {"name": "tiny", "captions": corpus.caption_fingerprint()}
     assert "2 of 14 captions have no known word" in caplog.text
@@ -332,10 +243,10 @@ def test_fasttext_fits_on_train_split_only_and_serves_queries(
     assert seen == [list(CAPTIONS[:8])]  # images 0-3 are the training split
     assert feats.shape == (14, 8)
     manifest = read_manifest(
-        cache / "tiny" / "fasttext__mean+dim=8+epochs=2+min_count=1.manifest.json"
+        dataset_folder(cache, corpus) / "fasttext__mean+dim=8+epochs=2+min_count=1.manifest.json"
     )
     assert manifest["dataset"]["splits"] == corpus.split_fingerprint()
-    model_dir = cache / "tiny" / "fasttext__mean+dim=8+epochs=2+min_count=1.model"
+    model_dir = dataset_folder(cache, corpus) / "fasttext__mean+dim=8+epochs=2+min_count=1.model"
     assert (model_dir / "fasttext.json").is_file()
 
     def no_refit(self, captions):
@@ -385,7 +296,7 @@ def test_import_vgg_feats_mat_becomes_the_vgg16_cache(
     feats = rng.random((4096, 5)).astype(np.float64)
     mat, dataset = write_mat(tmp_path, names, feats)
     path = import_vgg_feats_mat(mat, dataset, corpus, tmp_path / "cache")
-    assert path == tmp_path / "cache" / "tiny" / "vgg16__fc7.npy"
+    assert path == dataset_folder(tmp_path / "cache", corpus) / "vgg16__fc7.npy"
     got = image_features(corpus, "vgg16", tmp_path / "cache", progress=False)
     assert got.dtype == np.float32 and got.shape == (4, 4096)
     np.testing.assert_allclose(got, feats[:, [3, 2, 4, 1]].T.astype(np.float32))
@@ -422,7 +333,7 @@ def test_corrupt_jpeg_mid_extraction_names_it_and_keeps_finished_chunks(tmp_path
     cache = tmp_path / "cache"
     with pytest.raises(XmrError, match="im05.jpg"):
         image_features(corpus, "efficientnet_lite0", cache, chunk_size=2, progress=False)
-    paths = cache_paths(cache, "tiny", "efficientnet_lite0:pool")  # the canonical spec
+    paths = cache_paths(cache, corpus, "efficientnet_lite0:pool")  # the canonical spec
     assert json.loads(paths.progress.read_text())["done"] == 4 and not paths.features.exists()
 
     corpus.image_files[5].write_bytes(good)
