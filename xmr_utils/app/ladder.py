@@ -11,6 +11,7 @@ words as the notebooks' ``recipe_overrides`` parameter)::
     seeds: [0, 1, 2]
     models: [img2txt, txt2img]
     schedule: train.epochs=8,train.patience=null     # applied to every cell, before its change
+    mechanism: [seed_to_fix/seed, seed_to_fix/l2]     # cells whose epoch curves are compared
     directions:
       seed_to_fix:                                    # from the seed, one factor toward vsepp
         base: seed
@@ -56,6 +57,7 @@ LADDER_KEYS: tuple[str, ...] = (
     "seeds",
     "models",
     "schedule",
+    "mechanism",
     "directions",
 )
 #: The two ways through the factors: from the seed toward the fix, and back.
@@ -96,6 +98,8 @@ class Ladder:
     models: tuple[str, ...]
     schedule: str
     cells: tuple[LadderCell, ...]
+    #: Cell keys (``direction/name``) whose per-epoch mechanism statistics are plotted together.
+    mechanism: tuple[str, ...] = ()
 
     def recipe(self, cell: LadderCell, seed: int) -> Recipe:
         """The recipe of ``cell`` for ``seed``: its base preset with the ``schedule``, then the
@@ -134,6 +138,7 @@ class Ladder:
         picked = replace(
             self,
             cells=kept,
+            mechanism=tuple(k for k in self.mechanism if k in {c.key for c in kept}),
             seeds=tuple(seeds) or self.seeds,
             models=tuple(m for m in DIRECTIONS if m in models) or self.models,
             schedule=self.schedule if schedule is None else schedule,
@@ -164,7 +169,7 @@ def load_ladder(path: str | Path) -> Ladder:
     unknown = sorted(str(k) for k in data if k not in LADDER_KEYS)
     if unknown:
         raise XmrError(f"{path}: unknown key {unknown[0]!r}; a ladder has {', '.join(LADDER_KEYS)}")
-    missing = [k for k in LADDER_KEYS if k not in data and k != "schedule"]
+    missing = [k for k in LADDER_KEYS if k not in data and k not in ("schedule", "mechanism")]
     if missing:
         raise XmrError(f"{path}: no {missing[0]!r}; a ladder has {', '.join(LADDER_KEYS)}")
     seeds, models = data["seeds"], data["models"]
@@ -181,6 +186,7 @@ def load_ladder(path: str | Path) -> Ladder:
         models=tuple(str(m) for m in models),
         schedule=str(data.get("schedule") or ""),
         cells=_read_cells(path, data["directions"]),
+        mechanism=tuple(str(k) for k in data.get("mechanism") or ()),
     )
     _check_ladder(ladder, str(path))
     return ladder
@@ -237,6 +243,10 @@ def _check_ladder(ladder: Ladder, where: str) -> None:
         parse_overrides(ladder.schedule)
     except XmrError as err:
         raise XmrError(f"{where}: {err}") from None
+    keys = {c.key for c in ladder.cells}
+    for key in ladder.mechanism:
+        if key not in keys:
+            raise XmrError(f"{where}: mechanism: {unknown_choice('cell', key, keys)}")
     seen = set()
     for cell in ladder.cells:
         if cell.key in seen:
@@ -285,6 +295,7 @@ class ModelResult:
     selections: Mapping[str, Scored]
     epochs_run: int
     train_seconds: float
+    cpu_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -303,6 +314,7 @@ class ModelResult:
             selections=selections,
             epochs_run=int(data["epochs_run"]),
             train_seconds=float(data["train_seconds"]),
+            cpu_seconds=float(data.get("cpu_seconds", 0.0)),
         )
 
 
@@ -432,6 +444,7 @@ def write_manifest(ladder: Ladder, folder: Path, command: str) -> Path:
         "models": list(ladder.models),
         "schedule": ladder.schedule,
         "cells": [asdict(c) for c in ladder.cells],
+        "mechanism": list(ladder.mechanism),
         "command": command,
     }
     return write_json(folder / "ladder.json", data)
