@@ -24,14 +24,16 @@ image_encoder: efficientnet_lite0
 text_encoder: minilm:mean
 seeds: [0, 1]
 models: [img2txt]
-schedule: train.epochs=2,train.patience=null,train.snapshot_epochs=[],train.batch_size=32
+schedule: >-
+  train.epochs=2,train.patience=null,train.snapshot_epochs=[],train.batch_size=32,
+  image_head.hidden=[16],text_head.hidden=[16],image_head.out_dim=8,text_head.out_dim=8
 mechanism: [seed_to_fix/seed, seed_to_fix/l2]
 directions:
   seed_to_fix:
     base: seed
     cells:
-      seed: {overrides: "image_head.hidden=[16],text_head.hidden=[16],image_head.out_dim=8,text_head.out_dim=8", note: "the seed, small"}
-      l2: "image_head.hidden=[16],text_head.hidden=[16],image_head.out_dim=8,text_head.out_dim=8,image_head.l2_normalize=true,text_head.l2_normalize=true"
+      seed: {overrides: "", note: "the seed, small"}
+      l2: "image_head.l2_normalize=true,text_head.l2_normalize=true"
 """
 
 
@@ -74,7 +76,7 @@ def test_a_two_cell_ladder_on_tiny_data(tmp_path: Path, monkeypatch: pytest.Monk
     assert read.table.set_index("cell").loc["l2", "best_rsum"] == pytest.approx(np.mean(l2))
     # a rerun trains nothing; a changed recipe in the same folder is refused
     assert bench_collapse.run_ladder(ladder, data, folder) == []
-    changed = ladder.select(schedule="train.epochs=3,train.patience=null,train.batch_size=32")
+    changed = ladder.select(schedule=ladder.schedule.replace("epochs=2", "epochs=3"))
     with pytest.raises(XmrError, match="another recipe.*--name"):
         bench_collapse.run_ladder(changed, data, folder)
     block = bench_collapse.report(read, seconds=60.0, cpu_seconds=90.0, load="1.0")

@@ -133,9 +133,10 @@ def norm_share(queries: torch.Tensor, items: torch.Tensor, similarity: str) -> f
     between the query's scores (``similarity``) and the items' squared norms ``|x_j|^2``:
     the share of each query's score variance over the items that their norms alone explain.
 
-    Items whose squared norms agree within 1e-5 (relative; L2-normalised rows) give 0. Under ``neg_sqeuclidean`` the score is
-    ``-|q|^2 - |x|^2 + 2 q.x``, so a share near 1 means the ``|x|^2`` term outweighs the
-    query-dependent ``q.x`` term and every query ranks the items alike.
+    Items whose squared norms agree within 1e-5 (relative; L2-normalised rows) give 0.
+    Under ``neg_sqeuclidean`` the score is ``-|q|^2 - |x|^2 + 2 q.x``, so a share near 1
+    means the ``|x|^2`` term outweighs the query-dependent ``q.x`` term and every query
+    ranks the items alike.
     """
     sq = items.to(torch.float64).pow(2).sum(dim=1)  # [M]
     n = sq - sq.mean()
