@@ -129,9 +129,16 @@ def run_model(
         "last": scored(last_model, data, state.epoch),
     }
     outcome = ModelResult(
-        cell.direction, cell.name, seed, model, recipe.to_dict(), selections,
-        len(result.history), seconds, cpu,
-    )  # fmt: skip
+        cell.direction,
+        cell.name,
+        seed,
+        model,
+        recipe.to_dict(),
+        selections,
+        len(result.history),
+        seconds,
+        cpu,
+    )
     ladders.save_result(folder, outcome)
     return outcome, True
 
@@ -293,12 +300,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     data = LadderData.of(
-        feats[ladder.image_encoder], feats[ladder.text_encoder], corpus.owner,
-        np.asarray(corpus.splits["train"]), np.asarray(corpus.splits["val"]),
-    )  # fmt: skip
+        feats[ladder.image_encoder],
+        feats[ladder.text_encoder],
+        corpus.owner,
+        np.asarray(corpus.splits["train"]),
+        np.asarray(corpus.splits["val"]),
+    )
     folder = ladders.ladder_folder(ladder, args.root)
-    print(f"[collapse] {ladder.name}: {len(ladder.cells)} cells x {len(ladder.seeds)} seeds x "
-          f"{len(ladder.models)} models -> {shown_path(folder)}", flush=True)  # fmt: skip
+    print(
+        f"[collapse] {ladder.name}: {len(ladder.cells)} cells x {len(ladder.seeds)} seeds x "
+        f"{len(ladder.models)} models -> {shown_path(folder)}",
+        flush=True,
+    )
     start, cpu = time.perf_counter(), cpu_seconds()
     try:
         loads = run_ladder(ladder, data, folder, keep_models=args.keep_models)

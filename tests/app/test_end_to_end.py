@@ -1,4 +1,4 @@
-"""All seven notebooks through papermill on a tiny synthetic set (the `smoke` preset).
+"""All eight notebooks through papermill on a tiny synthetic set (the `smoke` preset).
 
 Checks the plumbing end to end — every notebook runs, the run folder holds what the README
 promises — not the science (that is benchmarks/ and the demo)."""
@@ -37,7 +37,7 @@ def test_pipeline_runs_every_notebook(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     executed = sorted(p.name for p in (run_dir / "executed").glob("*.ipynb"))
-    assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05", "06", "07"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["split"] == "test"
     for recipe in ("vsepp", "seed"):

@@ -48,14 +48,28 @@ def _cell_points(ax: Axes, frame: Any, model: str, mode: str, offset: float) -> 
     x = [i + offset for i in range(len(frame))]
     y = frame[f"{mode}_rsum"].to_numpy()
     ax.errorbar(
-        x, y, yerr=frame[f"{mode}_rsum_std"].to_numpy(), color=MODEL_COLOURS.get(model, "grey"),
-        ls="none", ms=6, capsize=2, label=f"{model}, {mode} epoch", **SELECTION_MARKERS[mode],
-    )  # fmt: skip
+        x,
+        y,
+        yerr=frame[f"{mode}_rsum_std"].to_numpy(),
+        color=MODEL_COLOURS.get(model, "grey"),
+        ls="none",
+        ms=6,
+        capsize=2,
+        label=f"{model}, {mode} epoch",
+        **SELECTION_MARKERS[mode],
+    )
     for xi, yi, k, n in zip(x, y, frame[f"{mode}_collapsed"], frame["seeds"], strict=True):
         if k:
             ax.plot(xi, yi, "o", ms=12, mfc="none", mec="red", mew=1.3)
-            ax.annotate(f"{k}/{n}", (xi, yi), xytext=(0, 8), textcoords="offset points",
-                        ha="center", fontsize=7, color="red")  # fmt: skip
+            ax.annotate(
+                f"{k}/{n}",
+                (xi, yi),
+                xytext=(0, 8),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color="red",
+            )
 
 
 def ladder_figure(read: LadderResults) -> Figure:
@@ -134,8 +148,14 @@ def mechanism_figure(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
                 for key, style in zip(keys, ("-", "--"), strict=False):
                     pts = [(r["epoch"], float(r[key])) for r in rows if r.get(key) is not None]
                     if pts:
-                        ax.plot(*zip(*pts, strict=True), style, color=colours[cell], lw=1.1,
-                                marker=".", ms=3)  # fmt: skip
+                        ax.plot(
+                            *zip(*pts, strict=True),
+                            style,
+                            color=colours[cell],
+                            lw=1.1,
+                            marker=".",
+                            ms=3,
+                        )
                         values += [v for _, v in pts]
         positive = [v for v in values if v > 0]
         if positive and len(positive) == len(values) and max(positive) > 100 * min(positive):
@@ -149,7 +169,12 @@ def mechanism_figure(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, label=cell) for cell, c in colours.items()]
-    fig.legend(handles=handles, loc="upper center", ncols=len(handles), fontsize=8,
-               bbox_to_anchor=(0.5, 1.04))  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncols=len(handles),
+        fontsize=8,
+        bbox_to_anchor=(0.5, 1.04),
+    )
     fig.tight_layout()
     return fig
