@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package: import it from the repo
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_collapse  # noqa: E402
+from benchmarks import bench_collapse, bench_quality  # noqa: E402
+from benchmarks import run as bench_run  # noqa: E402
+from benchmarks.common import Row  # noqa: E402
 from xmr_utils.app import ladder as ladders  # noqa: E402
 from xmr_utils.core.errors import XmrError  # noqa: E402
 
@@ -103,3 +105,24 @@ def test_options_select_a_part_of_the_ladder(tmp_path: Path) -> None:
             bench_collapse.parse_args(["--ladder", str(path), "--cells", "l3"])
         )
     assert "--schedule" in bench_collapse.command_line(["--schedule", "train.epochs=50"])
+
+
+def test_make_bench_keeps_the_quality_and_the_collapse_blocks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"),))
+    monkeypatch.setattr(
+        bench_run, "run_section", lambda name, quick: [Row(name, "x", "1.000 s (1.000–1.000)")]
+    )
+    quality = f"{bench_quality.START_MARK}\nrsum 321\n{bench_quality.END_MARK}\n"
+    collapse = f"{bench_collapse.START_MARK}\nladder\n{bench_collapse.END_MARK}\n"
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark results\n\nold speed table\n\n" + quality + "\n" + collapse)
+    assert bench_run.main(["--out", str(out)]) == 0
+    text = out.read_text()
+    assert "old speed table" not in text and quality in text and text.endswith(collapse)
+
+
+def test_without_flickr8k_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_collapse.main(["--data", str(tmp_path / "missing")]) == 2
+    assert "no Flickr8k folder found" in capsys.readouterr().err
