@@ -36,7 +36,10 @@ _CLOSING = {"[": "]", "{": "}"}
 
 def _split_items(text: str) -> list[str]:
     """``text`` split at the commas outside brackets and double quotes (items stripped)."""
-    items, current, stack, quoted = [], [], [], False
+    items: list[str] = []
+    current: list[str] = []
+    stack: list[str] = []
+    quoted = False
     for char in text:
         if quoted:
             quoted = char != '"' or (bool(current) and current[-1] == "\\")
