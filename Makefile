@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lab bench bench-quick bench-quality bench-collapse venv clean-venv
+.PHONY: demo test lab bench bench-quick bench-quality bench-cluster bench-collapse venv clean-venv
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick
+
+# The demo grid on a 2-worker Dask LocalCluster vs. in turn; scheduler overhead; Flickr30k estimate.
+bench-cluster: $(STAMP)
+	$(PY) -m benchmarks.bench_cluster
 
 # Real Flickr8k (../shared/datasets/flickr8k or data/flickr8k): every recipe, val split.
 bench-quality: $(STAMP)

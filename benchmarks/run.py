@@ -26,10 +26,12 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("eval", "Evaluation"),
     ("search", "Search at scale"),
     ("e2e", "End to end"),
+    ("cluster", "Grids on Dask"),
 )
 #: Sections a --quick run skips unless named with --only: the end-to-end section runs the
-#: notebooks (over a minute even on the smoke preset), which `make test` already covers.
-SLOW_SECTIONS: frozenset[str] = frozenset({"e2e"})
+#: notebooks (over a minute even on the smoke preset), which `make test` already covers; the
+#: cluster section runs a grid three times (minutes even on the smoke preset).
+SLOW_SECTIONS: frozenset[str] = frozenset({"e2e", "cluster"})
 ROOT = Path(__file__).resolve().parents[1]
 
 

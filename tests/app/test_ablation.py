@@ -3,6 +3,7 @@ runner's skip / retry / keep-going behaviour (tiny notebooks), plus one real 2-c
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -373,19 +374,25 @@ def test_failing_cell_is_reported_others_run_and_reruns_skip_or_retry(
     assert "finished with epochs=2 but" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_two_cell_grid_end_to_end(tmp_path: Path) -> None:
-    """The real notebooks 00-04 on the smoke preset, one recipe per cell."""
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The real notebooks 00-04 on the smoke preset, one recipe per cell, run in turn: the
+    grid file and its folder."""
+    tmp = tmp_path_factory.mktemp("smoke-grid")
     grid = _grid(
-        tmp_path,
+        tmp,
         "name: e2e\npreset: smoke\n"
-        f"params: {{data_dir: {str(tmp_path / 'data')!r}, "
-        f"features_dir: {str(tmp_path / 'features')!r}}}\n"
+        f"params: {{data_dir: {str(tmp / 'data')!r}, "
+        f"features_dir: {str(tmp / 'features')!r}}}\n"
         "axes: {recipes: [vsepp, seed]}\n",
     )
-    code = cli.main(["--grid", str(grid), "--ablations-root", str(tmp_path / "out")])
-    assert code == 0
-    folder = tmp_path / "out" / "e2e"
+    assert cli.main(["--grid", str(grid), "--ablations-root", str(tmp / "out")]) == 0
+    return grid, tmp / "out" / "e2e"
+
+
+@pytest.mark.slow
+def test_two_cell_grid_end_to_end(smoke_grid: tuple[Path, Path]) -> None:
+    _, folder = smoke_grid
     table = pd.read_csv(folder / "results.csv")
     assert list(zip(table["recipes"], table["recipe"], table["model"], strict=True)) == [
         (recipe, recipe, model)
@@ -400,6 +407,41 @@ def test_two_cell_grid_end_to_end(tmp_path: Path) -> None:
     assert (folder / "comparison.png").stat().st_size > 5000
     assert "| vsepp | synthetic" in (folder / "results.md").read_text()
     assert "recipes" in (folder / "grid.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_two_cell_grid_on_a_local_cluster_writes_the_sequential_table(
+    smoke_grid: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The same grid file as one Dask task per cell on a 2-worker LocalCluster: the same
+    results table and markdown (the table holds no timings), and the same run records."""
+    grid, sequential = smoke_grid
+    root = tmp_path / "out"
+    capsys.readouterr()
+    threads_before = os.environ.get("OMP_NUM_THREADS")
+    assert cli.main(["--grid", str(grid), "--ablations-root", str(root), "--workers", "2"]) == 0
+    assert os.environ.get("OMP_NUM_THREADS") == threads_before  # the Nanny's setting undone
+    out = capsys.readouterr().out
+    folder = root / "e2e"
+    pd.testing.assert_frame_equal(
+        pd.read_csv(folder / "results.csv"), pd.read_csv(sequential / "results.csv")
+    )
+    assert (folder / "results.md").read_text() == (sequential / "results.md").read_text()
+    assert (folder / "grid.yaml").read_text() == (sequential / "grid.yaml").read_text()
+    for cell in ("recipes=vsepp", "recipes=seed"):
+        ours, theirs = (json.loads((f / "runs" / cell / "finished.json").read_text())
+                        for f in (folder, sequential))  # fmt: skip
+        assert ours.keys() == theirs.keys() and ours["notebooks"] == theirs["notebooks"]
+    assert "cell 1/2 recipes=vsepp: running on tcp://" in out
+    assert "Dask dashboard: http" in out and "cell 2/2 recipes=seed done in" in out
+    assert "recipes=seed: 04_evaluate.ipynb done in" in out  # the cell's prints, labelled
+
+    # again: every cell finished, nothing is submitted and no sealed file is touched
+    sealed = (folder / "runs" / "recipes=vsepp" / "finished.json").stat().st_mtime_ns
+    assert cli.main(["--grid", str(grid), "--ablations-root", str(root), "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to submit" in out and "Dask dashboard" not in out
+    assert (folder / "runs" / "recipes=vsepp" / "finished.json").stat().st_mtime_ns == sealed
 
 
 @pytest.mark.parametrize("name, n_cells", [("ablation.yaml", 12), ("ablation-flickr8k.yaml", 20)])

@@ -65,5 +65,5 @@ def test_pipeline_runs_every_notebook(tmp_path: Path) -> None:
     assert "rsum" in done.stdout  # the summary table
 
     # a finished run is never overwritten: a second pipeline into it is refused
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "already holds a finished run" in again.stderr

@@ -14,7 +14,8 @@ failed or killed run from its last finished notebook, with the run's own paramet
 preset, parameters, axes and notebooks; ``-p`` adds fixed parameters to every cell) under
 ``outputs/ablations/<name>/``, then one table and figure across them (see
 :mod:`xmr_utils.app.ablation`). Exit status 1 when a cell failed (the others still run), 2 for a
-bad grid file.
+bad grid file. ``--workers N`` runs the cells as Dask tasks on a local cluster of N workers,
+``--scheduler ADDRESS|FILE`` on a running Dask scheduler (README: Running on a cluster).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from xmr_utils.app.ablation import run_grid_command
+from xmr_utils.app.ablation import ClusterOptions, run_grid_command
 from xmr_utils.app.runner import (
     NOTEBOOK_DIR,
     PRESETS,
@@ -92,12 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
         default="outputs/ablations",
         help="where --grid writes <name>/ (default outputs/ablations)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --grid: run the cells as Dask tasks on a local cluster of N workers",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="",
+        metavar="ADDRESS|FILE",
+        help="with --grid: run the cells on a running Dask scheduler (tcp://host:8786 or a "
+        "scheduler file)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cluster = args.workers or args.scheduler
+    if cluster and not args.grid:
+        parser.error("--workers/--scheduler run the cells of a grid; they need --grid FILE")
     if args.grid:
         if args.run_dir or args.only or args.resume or args.runs_root != DEFAULT_RUNS_ROOT:
             parser.error(
@@ -111,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notebook_dir=args.notebooks,
             root=args.ablations_root,
             log_output=args.log_output,
+            cluster=ClusterOptions(args.workers, args.scheduler) if cluster else None,
         )
     if args.resume:
         if args.run_dir or args.only or args.param or args.preset:
