@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lab browse bench bench-quick bench-quality bench-cluster venv clean-venv
+.PHONY: demo test lab browse bench bench-quick bench-quality bench-cluster bench-collapse venv clean-venv
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ bench-cluster: $(STAMP)
 # Real Flickr8k (../shared/datasets/flickr8k or data/flickr8k): every recipe, val split.
 bench-quality: $(STAMP)
 	$(PY) -m benchmarks.bench_quality
+
+# Why the seed collapsed (issue 11): the factor ladder of configs/collapse-ladder.yaml on real
+# Flickr8k (study features, both directions, 3 seeds, 6-epoch schedule); run a part of it with
+# python -m benchmarks.bench_collapse --cells ... --seeds ... (see --help).
+bench-collapse: $(STAMP)
+	$(PY) -m benchmarks.bench_collapse --out benchmarks/RESULTS.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -47,6 +47,15 @@ def quality_block(text: str) -> str:
     return START_MARK + text.split(START_MARK, 1)[1].split(END_MARK, 1)[0] + END_MARK + "\n"
 
 
+def collapse_block(text: str) -> str:
+    """The ``make bench-collapse`` section of a RESULTS.md text, markers included ("" if none)."""
+    from benchmarks.bench_collapse import END_MARK, START_MARK
+
+    if START_MARK not in text or END_MARK not in text:
+        return ""
+    return START_MARK + text.split(START_MARK, 1)[1].split(END_MARK, 1)[0] + END_MARK + "\n"
+
+
 def run_section(name: str, quick: bool) -> list[Row]:
     """Run ``benchmarks.bench_<name>.run(quick)`` in a subprocess and return its rows."""
     code = (
@@ -145,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         "first section, or the section itself when run alone).\n\n" + "\n".join(parts)
     )
     out = Path(args.out)
-    kept = quality_block(out.read_text()) if out.exists() else ""
-    out.write_text(text + ("\n" + kept if kept else ""))  # `make bench-quality` owns that part
+    previous = out.read_text() if out.exists() else ""
+    kept = "\n".join(b for b in (quality_block(previous), collapse_block(previous)) if b)
+    out.write_text(text + ("\n" + kept if kept else ""))  # bench-quality / -collapse own those
     print(f"[bench] wrote {args.out}")
     return 0
 

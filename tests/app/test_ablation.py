@@ -24,7 +24,13 @@ DECLARED = {
         "text_encoder": "minilm:mean",
         "features_dir": "data/features",
     },
-    "02_train_img2txt.ipynb": {"run_dir": "", "recipes": "vsepp,seed", "epochs": 0, "seed": 0},
+    "02_train_img2txt.ipynb": {
+        "run_dir": "",
+        "recipes": "vsepp,seed",
+        "epochs": 0,
+        "seed": 0,
+        "recipe_overrides": "",
+    },
     "04_evaluate.ipynb": {"run_dir": "", "split": "test", "ablation": ""},
     "05_latent_space.ipynb": {"run_dir": "", "umap_points": 300},
 }
@@ -76,6 +82,65 @@ def test_command_line_params_fold_into_every_cell(tmp_path: Path) -> None:
     assert {c.params["epochs"] for c in spec.cells} == {5}
     with pytest.raises(XmrError, match=r"axes.recipes is also fixed by -p recipes"):
         ablation.load_grid(path, DECLARED, overrides=[("recipes", "seed")])
+
+
+def test_recipe_fields_are_axes_folded_into_recipe_overrides(tmp_path: Path) -> None:
+    path = _grid(
+        tmp_path,
+        "preset: smoke\n"
+        'params: {recipes: seed, recipe_overrides: "optim.lr=0.0002", loss.miner: hardest}\n'
+        "axes:\n"
+        "  loss.margin: [0.2, 1]\n"
+        "  image_head.l2_normalize: [true, false]\n"
+        "  image_head.hidden: [[512], []]\n",
+    )
+    spec = ablation.load_grid(path, DECLARED)
+    assert len(spec.cells) == 8
+    cell = spec.cells[1]
+    assert cell.cell_id == "loss.margin=0.2__image_head.l2_normalize=True__image_head.hidden=x"
+    assert cell.values == (
+        ("loss.margin", 0.2),
+        ("image_head.l2_normalize", True),
+        ("image_head.hidden", []),
+    )
+    # the fixed text first, then the fixed field, then the cell's fields: one parameter
+    assert cell.params["recipe_overrides"] == (
+        "optim.lr=0.0002,loss.miner=hardest,loss.margin=0.2,image_head.l2_normalize=true,"
+        "image_head.hidden=[]"
+    )
+    assert not any("." in name for name in cell.params)
+    ids = {c.cell_id for c in spec.cells}
+    assert len(ids) == 8  # [512] and [] give different ids
+
+
+@pytest.mark.parametrize(
+    ("axes", "needle"),
+    [
+        ("loss.marg: [0.2]", "unknown recipe field 'loss.marg'; accepted: loss.kind, loss.margin"),
+        ("loss.margin: [abc]", "axes.loss.margin[0]: recipe_overrides on recipe 'vsepp': "),
+        ("lose.margin: [0.2]", "unknown section 'lose'"),
+        (
+            "loss.temperature: [0.05]",
+            "cell loss.temperature=0.05: recipe_overrides on recipe 'seed'",
+        ),
+    ],
+)
+def test_bad_recipe_field_axes_name_the_file_and_the_key(
+    tmp_path: Path, axes: str, needle: str
+) -> None:
+    path = _grid(tmp_path, f"preset: smoke\nparams: {{recipes: seed}}\naxes:\n  {axes}\n")
+    with pytest.raises(XmrError) as err:
+        ablation.load_grid(path, DECLARED)
+    assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def test_recipe_fields_need_notebooks_that_take_recipe_overrides(tmp_path: Path) -> None:
+    declared = {
+        k: {n: v for n, v in d.items() if n != "recipe_overrides"} for k, d in DECLARED.items()
+    }
+    path = _grid(tmp_path, "preset: smoke\naxes: {loss.margin: [0.2]}\n")
+    with pytest.raises(XmrError, match="unknown parameter 'loss.margin'"):
+        ablation.load_grid(path, declared)
 
 
 def test_long_ids_stay_short_and_distinct() -> None:
@@ -244,6 +309,20 @@ def test_results_table_puts_each_value_in_its_row_and_column(tmp_path: Path) -> 
     assert "`recipes=infonce__epochs=4`: not finished" in md
     assert (folder / "comparison.png").stat().st_size > 5000
     assert (folder.parent / "LATEST").read_text().strip() == str(folder)
+
+
+def test_results_table_shows_the_recipes_overrides_when_there_are_some(tmp_path: Path) -> None:
+    spec, folder = _fake_grid(tmp_path)
+    assert "overrides" not in ablation.write_results(spec, folder).columns  # none recorded
+    run = folder / "runs" / spec.cells[1].cell_id
+    record = json.loads((run / "metrics.json").read_text())
+    record["recipe_overrides"] = {"vsepp": "loss.margin=0.5", "seed": ""}
+    (run / "metrics.json").write_text(json.dumps(record))
+    table = ablation.write_results(spec, folder)
+    assert list(table.columns[7:10]) == ["recipe", "overrides", "model"]
+    by_recipe = table[table["recipes"] == "vsepp,seed"].groupby("recipe")["overrides"].first()
+    assert by_recipe.to_dict() == {"seed": "", "vsepp": "loss.margin=0.5"}
+    assert "| loss.margin=0.5 |" in (folder / "results.md").read_text()
 
 
 def test_markdown_table_formats_and_escapes() -> None:

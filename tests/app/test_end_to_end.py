@@ -1,4 +1,4 @@
-"""All seven notebooks through papermill on a tiny synthetic set (the `smoke` preset, run once
+"""All eight notebooks through papermill on a tiny synthetic set (the `smoke` preset, run once
 per session by the ``smoke_project`` fixture of conftest.py, which the browser tests share).
 
 Checks the plumbing end to end — every notebook runs, the run folder holds what the README
@@ -17,7 +17,7 @@ def test_pipeline_runs_every_notebook(smoke_project: SmokeProject) -> None:
     assert run_dir.parent == smoke_project.home / "outputs" / "runs"
 
     executed = sorted(p.name for p in (run_dir / "executed").glob("*.ipynb"))
-    assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05", "06", "07"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["split"] == "test"
     for recipe in ("vsepp", "seed"):

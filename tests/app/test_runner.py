@@ -12,7 +12,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 def test_notebooks_are_ordered_and_declare_run_dir() -> None:
     paths = runner.notebook_paths(NOTEBOOKS)
-    assert [p.name[:2] for p in paths] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [p.name[:2] for p in paths] == ["00", "01", "02", "03", "04", "05", "06", "07"]
     for path in paths:
         declared = runner.declared_parameters(path)
         assert declared["run_dir"] == "", path.name

@@ -95,3 +95,65 @@ def test_split_note_states_the_split_and_the_val_caveat() -> None:
     )
     val = {**metrics, "split": "val", "caveat": study.SELECTION_CAVEAT}
     assert study.split_note(val).endswith(f"**Note:** {study.SELECTION_CAVEAT}.")
+
+
+def toy_run(tmp_path: Path, images: int = 12, dim: int = 8) -> study.RunData:
+    """A run of ``images`` images with 2 captions each (train: the first 8, val: the rest)
+    and random features: enough to train and evaluate in a second."""
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(images), 2)
+    toy = CaptionCorpus(
+        "toy",
+        tmp_path,
+        tuple(tmp_path / f"{i}.jpg" for i in range(images)),
+        tuple(f"c{i}" for i in range(len(owner))),
+        owner,
+        {"train": np.arange(8), "val": np.arange(8, images), "test": np.array([], dtype=np.int64)},
+    )
+    image_feats = rng.normal(size=(images, dim)).astype(np.float32)
+    text_feats = (image_feats[owner] + 0.1 * rng.normal(size=(len(owner), dim))).astype(np.float32)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return study.RunData(
+        run_dir, {"image_encoder": "x", "text_encoder": "y"}, toy, image_feats, text_feats
+    )
+
+
+def test_run_recipes_apply_overrides_then_the_seed_and_epochs_parameters() -> None:
+    built = study.run_recipes(
+        "seed,vsepp", epochs=2, seed=7, recipe_overrides="loss.margin=0.5,optim.lr=1e-4"
+    )
+    assert list(built) == ["seed", "vsepp"]
+    for name, recipe in built.items():
+        assert (recipe.loss.margin, recipe.optim.lr) == (0.5, 1e-4)
+        assert (recipe.train.seed, recipe.train.epochs) == (7, 2)
+        assert recipe.overrides == ("loss.margin=0.5", "optim.lr=0.0001")
+        assert recipe.loss.miner == config.RECIPES[name].loss.miner
+    assert study.run_recipes("seed", recipe_overrides="train.epochs=3")["seed"].train.epochs == 3
+    with pytest.raises(XmrError, match="set the seed parameter"):
+        study.run_recipes("seed", recipe_overrides="train.seed=3")
+    with pytest.raises(XmrError, match="epochs parameter is 2; keep one"):
+        study.run_recipes("seed", epochs=2, recipe_overrides="train.epochs=3")
+    with pytest.raises(XmrError, match="recipe 'infonce'.*unknown recipe field 'loss.margin'"):
+        study.run_recipes("vsepp,infonce", recipe_overrides="loss.margin=0.5")
+
+
+def test_recipe_overrides_reach_the_checkpoint_metrics_json_and_the_table(tmp_path: Path) -> None:
+    data = toy_run(tmp_path)
+    text = "loss.margin=0.5,train.batch_size=4"
+    rows = study.train_direction(data, "img2txt", "vsepp", epochs=1, recipe_overrides=text)
+    assert rows.loc["vsepp", "overrides"] == text
+    study.train_direction(data, "txt2img", "vsepp", epochs=1, recipe_overrides="train.batch_size=4")
+    recipes = {k: r for k, (_, r) in study.trained_with_recipes(data.run_dir).items()}
+    assert recipes[("vsepp", "img2txt")].loss.margin == 0.5
+    assert recipes[("vsepp", "img2txt")].overrides == ("loss.margin=0.5", "train.batch_size=4")
+    metrics = study.evaluate(data, "val")
+    assert metrics["recipe_overrides"] == {
+        "vsepp": "img2txt: loss.margin=0.5,train.batch_size=4; txt2img: train.batch_size=4"
+    }
+    assert study.read_metrics(data.run_dir)["recipe_overrides"] == metrics["recipe_overrides"]
+    table = study.results_frame(metrics)
+    assert list(table.columns[:3]) == ["recipe", "overrides", "model"]
+    assert "rsum" in table.columns and len(table) == 3  # img2txt, txt2img, fused
+    plain = {**metrics, "recipe_overrides": {"vsepp": ""}}
+    assert "overrides" not in study.results_frame(plain).columns

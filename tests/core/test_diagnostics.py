@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from xmr_utils.core import diagnostics
-from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats
+from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats, norm_share
 from xmr_utils.core.errors import XmrError
 
 KEYS = [
     *(f"{p}{k}" for p in ("img_", "txt_") for k in
-      ("mean_pairwise_cosine", "dim_std_mean", "effective_rank", "uniformity")),
-    "alignment", "distinct_top1_i2t", "distinct_top1_t2i", "collapsed",
+      ("mean_norm", "mean_pairwise_cosine", "dim_std_mean", "effective_rank", "uniformity")),
+    "alignment", "distinct_top1_i2t", "distinct_top1_t2i", "i2t_norm_share", "t2i_norm_share",
+    "collapsed",
 ]  # fmt: skip
 
 
@@ -136,3 +137,53 @@ def test_bad_input_raises_clear_error(kwargs: dict, match: str) -> None:
     args = {"image_emb": np.eye(3, 2), "text_emb": np.ones((4, 2)), "owner": np.array([0, 1, 2, 0])}
     with pytest.raises(XmrError, match=match):
         collapse_stats(**{**args, **kwargs})
+
+
+def test_norm_share_matches_a_per_query_loop() -> None:
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(7, 5))
+    items = rng.normal(size=(11, 5)) * rng.uniform(0.5, 3.0, size=(11, 1))  # norms vary
+    for similarity in ("neg_sqeuclidean", "dot"):
+        expected = []
+        for q in queries:
+            if similarity == "dot":
+                scores = items @ q
+            else:
+                scores = -np.array([np.sum((q - x) ** 2) for x in items])
+            norms = np.array([x @ x for x in items])
+            expected.append(np.corrcoef(scores, norms)[0, 1] ** 2)
+        got = norm_share(torch.from_numpy(queries), torch.from_numpy(items), similarity)
+        assert got == pytest.approx(float(np.mean(expected)), rel=1e-9)
+
+
+def test_norm_share_is_one_for_a_norm_ranked_space_and_zero_on_the_sphere() -> None:
+    rng = np.random.default_rng(1)
+    # items along one axis with growing norms, queries near the origin: |x|^2 decides
+    items = torch.from_numpy(np.outer(np.linspace(1, 10, 20), np.ones(8)))
+    queries = torch.from_numpy(0.01 * rng.normal(size=(5, 8)))
+    assert norm_share(queries, items, "neg_sqeuclidean") > 0.999
+    unit = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(30, 8))), dim=1)
+    assert norm_share(queries, unit.float(), "dot") == 0.0
+    assert norm_share(queries, unit.float(), "neg_sqeuclidean") == 0.0
+
+
+def test_mean_norm_is_the_mean_row_norm() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(9, 4)).astype(np.float32) * 3
+    txt = rng.normal(size=(12, 4)).astype(np.float32)
+    stats = collapse_stats(img, txt, np.repeat(np.arange(6), 2) % 9, sample=5)
+    for key, x in (("img_mean_norm", img), ("txt_mean_norm", txt)):
+        want = sum(math.sqrt(sum(float(v) ** 2 for v in row)) for row in x) / len(x)
+        assert stats[key] == pytest.approx(want, rel=1e-6)
+
+
+def test_collapse_stats_report_the_norm_share_of_both_directions() -> None:
+    rng = np.random.default_rng(2)
+    img = rng.normal(size=(40, 6)).astype(np.float32)
+    txt = rng.normal(size=(80, 6)).astype(np.float32)
+    owner = np.repeat(np.arange(40), 2)
+    stats = collapse_stats(img, txt, owner, similarity="neg_sqeuclidean", sample=50)
+    assert 0.0 < stats["i2t_norm_share"] < 1.0 and 0.0 < stats["t2i_norm_share"] < 1.0
+    big = img * np.linspace(1, 30, 40)[:, None].astype(np.float32)  # image norms spread wide
+    spread = collapse_stats(big, txt, owner, similarity="neg_sqeuclidean", sample=50)
+    assert spread["t2i_norm_share"] > 0.8 > stats["t2i_norm_share"]

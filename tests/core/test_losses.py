@@ -61,13 +61,19 @@ def naive_triplet_stats(a, c, ids, margin, similarity, miner, warmup) -> dict[st
             active += margin - pos + s > 0
             neg_total += s
             gap_total += (pos - s) / margin
-    return {
+    stats = {
         "loss": total / len(a),
         "active_triplets": active / triplets,
         "pos_similarity": pos_total / len(a),
         "neg_similarity": neg_total / triplets,
         "gap_over_margin": gap_total / triplets,
     }
+    if similarity == "neg_sqeuclidean":  # d(a, p) and d(a, n), from the loop's distances
+        stats["pos_distance"] = sum(float(((a[i] - c[i]) ** 2).sum()) for i in range(len(a))) / len(
+            a
+        )
+        stats["neg_distance"] = -neg_total / triplets
+    return stats
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "neg_sqeuclidean"])

@@ -30,7 +30,7 @@ from xmr_utils.app.runs import (
 )
 from xmr_utils.app.viz import umap_2d
 from xmr_utils.core import features
-from xmr_utils.core.config import DIRECTIONS, RECIPES, parse_recipes, recipe_with
+from xmr_utils.core.config import DIRECTIONS, RECIPES, Recipe, parse_recipes, recipe_with
 from xmr_utils.core.data import DATASET_NAMES, load_corpus
 from xmr_utils.core.data.load import STUDY_SPLITS
 from xmr_utils.core.data.validate import text_encoding_report
@@ -41,6 +41,7 @@ from xmr_utils.core.encoders.weights import allow_downloads
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
+from xmr_utils.core.overrides import apply_overrides, parse_overrides
 from xmr_utils.core.retrieval import score_matrix, topk
 from xmr_utils.core.train import ModelDir, TrainData, embed, train_model
 
@@ -317,6 +318,28 @@ def model_dir(run_dir: Path, direction: str, recipe: str) -> Path:
     return RunLayout(Path(run_dir)).model_folder(direction, recipe)
 
 
+def run_recipes(
+    recipes: str, *, epochs: int = 0, seed: int = 0, recipe_overrides: str = ""
+) -> dict[str, Recipe]:
+    """The recipes notebooks 02/03 train: each preset named in ``recipes`` with
+    ``recipe_overrides`` applied and recorded (:func:`~xmr_utils.core.overrides.apply_overrides`),
+    then ``seed`` and ``epochs`` (0 keeps each recipe's schedule). All are built before any
+    trains, so a bad override fails at once. The ``seed`` and ``epochs`` parameters own
+    ``train.seed`` and ``train.epochs``; setting them in the overrides too is refused."""
+    overrides = parse_overrides(recipe_overrides)
+    if "train.seed" in overrides:
+        raise XmrError("recipe_overrides sets train.seed; set the seed parameter instead")
+    if epochs > 0 and "train.epochs" in overrides:
+        raise XmrError(
+            f"recipe_overrides sets train.epochs and the epochs parameter is {epochs}; keep one"
+        )
+    loop: dict[str, Any] = {"train.seed": seed, **({"train.epochs": epochs} if epochs > 0 else {})}
+    return {
+        name: recipe_with(apply_overrides(RECIPES[name], overrides), **loop)
+        for name in parse_recipes(recipes)
+    }
+
+
 def train_direction(
     data: RunData,
     direction: str,
@@ -324,21 +347,20 @@ def train_direction(
     *,
     epochs: int = 0,
     seed: int = 0,
+    recipe_overrides: str = "",
     device: str = "auto",
 ) -> pd.DataFrame:
     """Train one model per recipe for ``direction`` (``img2txt``: image anchors; ``txt2img``:
     caption anchors), selected on the val split; returns the best validation row per recipe.
 
-    ``epochs`` 0 keeps each recipe's own schedule.
+    The recipes are :func:`run_recipes` (``epochs`` 0 keeps each recipe's own schedule;
+    ``recipe_overrides`` such as ``"loss.margin=0.5,image_head.l2_normalize=true"``).
     """
     import pandas as pd
 
     rows = []
-    for name in parse_recipes(recipes):
-        overrides: dict[str, Any] = {"train.seed": seed}
-        if epochs > 0:
-            overrides["train.epochs"] = epochs
-        recipe = recipe_with(RECIPES[name], **overrides)
+    built = run_recipes(recipes, epochs=epochs, seed=seed, recipe_overrides=recipe_overrides)
+    for name, recipe in built.items():
         result = train_model(
             recipe,
             direction,
@@ -356,6 +378,7 @@ def train_direction(
         rows.append(
             {
                 "recipe": name,
+                "overrides": ",".join(recipe.overrides),
                 "best_epoch": result.best_epoch,
                 "epochs_run": len(result.history),
                 **{k: best[k] for k in ("rsum", "i2t_R@1", "t2i_R@1") if k in best},
@@ -378,15 +401,35 @@ def load_histories(run_dir: Path, direction: str | None = None) -> dict[str, lis
 
 def trained_models(run_dir: Path) -> dict[tuple[str, str], DualEncoder]:
     """``(recipe, direction)`` -> the best checkpoint of every model trained in the run."""
+    return {key: model for key, (model, _) in trained_with_recipes(run_dir).items()}
 
+
+def trained_with_recipes(run_dir: Path) -> dict[tuple[str, str], tuple[DualEncoder, Recipe]]:
+    """``(recipe, direction)`` -> the best checkpoint of every model trained in the run and
+    the recipe it was trained with (its ``overrides`` included)."""
     models = {}
     for key, path in RunLayout(Path(run_dir)).model_folders().items():
         folder = ModelDir(path)
         if folder.best.exists():
-            models[key] = folder.load_best()[0]
+            model, recipe, _ = folder.load_best()
+            models[key] = (model, recipe)
     if not models:
         raise XmrError(f"no trained model under {Path(run_dir) / 'models'}; run 02/03 first")
     return models
+
+
+def recipe_overrides_of(recipes: dict[tuple[str, str], Recipe]) -> dict[str, str]:
+    """Recipe name -> its models' overrides (``"loss.margin=0.5,..."``, ``""`` for none); the
+    two directions' are joined as ``"img2txt: ...; txt2img: ..."`` when they differ."""
+    by_recipe: dict[str, dict[str, str]] = {}
+    for (name, direction), recipe in sorted(recipes.items()):
+        by_recipe.setdefault(name, {})[direction] = ",".join(recipe.overrides)
+    return {
+        name: next(iter(set(texts.values())))
+        if len(set(texts.values())) == 1
+        else "; ".join(f"{d}: {t or 'none'}" for d, t in texts.items())
+        for name, texts in by_recipe.items()
+    }
 
 
 def split_embeddings(
@@ -427,11 +470,13 @@ SELECTION_CAVEAT = (
 
 def evaluate(data: RunData, split: str = AUTO_SPLIT, *, out: Path | None = None) -> dict[str, Any]:
     """Metrics of every trained model (and the fusion of each recipe's two models) on
-    ``split``, written to ``metrics.json``: ``models[recipe][model] = {i2t_*, t2i_*, rsum}``."""
+    ``split``, written to ``metrics.json``: ``models[recipe][model] = {i2t_*, t2i_*, rsum}``,
+    and ``recipe_overrides[recipe]`` (:func:`recipe_overrides_of` its checkpoints)."""
 
     view = split_view(data.corpus, split)
+    trained = trained_with_recipes(data.run_dir)
     scores: dict[tuple[str, str], np.ndarray] = {
-        key: model_scores(model, data, view) for key, model in trained_models(data.run_dir).items()
+        key: model_scores(model, data, view) for key, (model, _) in trained.items()
     }
     for recipe in sorted({recipe for recipe, _ in scores}):
         if all((recipe, d) in scores for d in DIRECTIONS):
@@ -449,6 +494,7 @@ def evaluate(data: RunData, split: str = AUTO_SPLIT, *, out: Path | None = None)
         "n_images": int(len(view.images)),
         "n_captions": int(len(view.captions)),
         "models": models,
+        "recipe_overrides": recipe_overrides_of({k: r for k, (_, r) in trained.items()}),
         # training picks each model's best epoch on val (notebooks 02/03)
         "caveat": (SELECTION_CAVEAT if view.name == "val" else ""),
     }
@@ -469,14 +515,17 @@ def split_note(metrics: dict[str, Any]) -> str:
 
 
 def results_frame(metrics: dict[str, Any]) -> pd.DataFrame:
-    """``metrics.json`` as a table: one row per (recipe, model), metrics as columns."""
+    """``metrics.json`` as a table: one row per (recipe, model), metrics as columns (and the
+    recipe's ``overrides`` after its name when any recipe has some)."""
     import pandas as pd
 
-    rows = [
-        {"recipe": recipe, "model": model, **values}
-        for recipe, by_model in metrics["models"].items()
-        for model, values in by_model.items()
-    ]
+    overrides = metrics.get("recipe_overrides") or {}
+    rows = []
+    for recipe, by_model in metrics["models"].items():
+        row: dict[str, Any] = {"recipe": recipe}
+        if any(overrides.values()):
+            row["overrides"] = overrides.get(recipe, "")
+        rows += [{**row, "model": model, **values} for model, values in by_model.items()]
     return pd.DataFrame(rows)
 
 

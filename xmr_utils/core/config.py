@@ -414,7 +414,14 @@ class TrainConfig(_JsonMixin):
 
 @dataclass(frozen=True)
 class Recipe(_JsonMixin):
-    """Everything that defines one training run apart from the data and the direction."""
+    """Everything that defines one training run apart from the data and the direction.
+
+    ``overrides`` records how the recipe departs from the preset ``name``, as the
+    ``section.field=value`` texts it was derived with by
+    :func:`xmr_utils.core.overrides.apply_overrides` (the notebooks' ``recipe_overrides``
+    parameter); the fields already hold the overridden values, so a checkpoint (which stores
+    the recipe) says both what ran and how it differs from the preset.
+    """
 
     name: str
     image_head: HeadConfig
@@ -423,9 +430,14 @@ class Recipe(_JsonMixin):
     optim: OptimConfig
     train: TrainConfig
     description: str = ""
+    overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "a recipe needs a non-empty name")
+        _check(
+            all(isinstance(o, str) and "=" in o for o in self.overrides),
+            f"recipe overrides must be 'section.field=value' texts, got {self.overrides}",
+        )
         _check(
             self.image_head.out_dim == self.text_head.out_dim,
             f"image and text heads must share out_dim, got {self.image_head.out_dim} "

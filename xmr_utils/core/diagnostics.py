@@ -2,6 +2,7 @@
 
 :func:`collapse_stats` returns per modality (prefix ``img_`` / ``txt_``):
 
+* ``mean_norm``: mean L2 norm of the rows (all rows; 1 for L2-normalised embeddings).
 * ``mean_pairwise_cosine``: mean cosine over off-diagonal pairs of a seeded sample.
 * ``dim_std_mean``: mean over dimensions of the per-dimension standard deviation (all rows).
 * ``effective_rank``: Roy & Vetterli (2007), ``exp(H(p))`` with ``p = s / sum(s)`` the
@@ -17,6 +18,12 @@ and across modalities:
   sample of queries searched against all items, divided by ``min(n_queries, n_items)`` -- 1.0
   when every query gets a different answer (as far as the item count allows; five captions
   per image cap t2i at n_images), near 0 when everything retrieves the same item.
+* ``i2t_norm_share`` / ``t2i_norm_share``: how much of a query's ranking the items' norms
+  alone decide (:func:`norm_share`): the squared correlation, over all items, between a
+  sampled query's scores and the items' squared norms, averaged over the queries. Near 1 every
+  query ranks the items in the order of their norms — under ``neg_sqeuclidean`` the item with
+  the smallest norm is everyone's nearest neighbour (a hub); 0 for L2-normalised items. Not
+  part of the collapse rule: it says *why* a squared-distance model retrieves the same items.
 * ``collapsed``: the rule in :data:`COLLAPSE_RULE` (see :func:`collapse_reasons`).
 
 Thresholds (why these): independent random directions in D dimensions have mean cosine
@@ -121,9 +128,35 @@ def distinct_top1_share(queries: torch.Tensor, items: torch.Tensor, similarity: 
     return len(torch.unique(idx)) / min(queries.shape[0], items.shape[0])
 
 
+def norm_share(queries: torch.Tensor, items: torch.Tensor, similarity: str) -> float:
+    """Mean over ``queries [Q, D]`` of the squared Pearson correlation, over ``items [M, D]``,
+    between the query's scores (``similarity``) and the items' squared norms ``|x_j|^2``:
+    the share of each query's score variance over the items that their norms alone explain.
+
+    Items whose squared norms agree within 1e-5 (relative; L2-normalised rows) give 0.
+    Under ``neg_sqeuclidean`` the score is ``-|q|^2 - |x|^2 + 2 q.x``, so a share near 1
+    means the ``|x|^2`` term outweighs the query-dependent ``q.x`` term and every query
+    ranks the items alike.
+    """
+    sq = items.to(torch.float64).pow(2).sum(dim=1)  # [M]
+    n = sq - sq.mean()
+    if items.shape[0] < 2 or float(n.abs().max()) <= 1e-5 * float(sq.mean()):
+        return 0.0
+    total = 0.0
+    step = max(1, retrieval.BLOCK_ELEMENTS // (4 * max(items.shape[0], 1)))
+    for q0 in range(0, queries.shape[0], step):
+        s = retrieval.score_matrix(queries[q0 : q0 + step], items, similarity).to(torch.float64)
+        s = s - s.mean(dim=1, keepdim=True)
+        cov = s @ n  # [q]
+        var = (s * s).sum(dim=1) * (n @ n)
+        total += float(torch.where(var > 0, cov * cov / var.clamp_min(1e-300), 0.0).sum())
+    return total / queries.shape[0]
+
+
 def _modality(x: torch.Tensor, sample_rows: torch.Tensor, prefix: str) -> dict[str, float]:
     s = x[sample_rows]
     return {
+        f"{prefix}mean_norm": float(x.double().norm(dim=1).mean()),
         f"{prefix}mean_pairwise_cosine": mean_pairwise_cosine(s),
         f"{prefix}dim_std_mean": float(x.double().std(dim=0, unbiased=False).mean()),
         f"{prefix}effective_rank": effective_rank(s),
@@ -177,6 +210,8 @@ def collapse_stats(
     stats["alignment"] = alignment(img, txt, o)
     stats["distinct_top1_i2t"] = distinct_top1_share(img[img_rows], txt, similarity)
     stats["distinct_top1_t2i"] = distinct_top1_share(txt[txt_rows], img, similarity)
+    stats["i2t_norm_share"] = norm_share(img[img_rows], txt, similarity)
+    stats["t2i_norm_share"] = norm_share(txt[txt_rows], img, similarity)
     stats["collapsed"] = bool(collapse_reasons(stats))
     return stats
 

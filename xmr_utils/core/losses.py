@@ -32,7 +32,13 @@ from xmr_utils.core.errors import XmrError
 from xmr_utils.core.miners import HardestMiner, Miner, build_miner
 from xmr_utils.core.recording import StatsRecorder
 from xmr_utils.core.registry import Registry
-from xmr_utils.core.similarity import COSINE, LOSS_SIMILARITIES, check_similarity, pairwise
+from xmr_utils.core.similarity import (
+    COSINE,
+    LOSS_SIMILARITIES,
+    NEG_SQEUCLIDEAN,
+    check_similarity,
+    pairwise,
+)
 
 #: Reduction name -> how per-anchor losses ``[B]`` become the batch's scalar loss.
 REDUCE: Registry[Callable[[Tensor], Tensor]] = Registry(
@@ -107,7 +113,8 @@ class TripletLoss(RecordingLoss):
     share whose hinge is non-zero, i.e. that produce a gradient), ``pos_similarity`` (mean
     ``s(a, p)`` over anchors), ``neg_similarity`` (mean ``s(a, n)``) and, for a margin > 0,
     ``gap_over_margin`` (mean ``(s(a, p) - s(a, n)) / margin``: >= 1 is a satisfied
-    triplet). For ``neg_sqeuclidean`` the similarities are minus the squared distances.
+    triplet). For ``neg_sqeuclidean`` the similarities are minus the squared distances, and
+    ``pos_distance`` / ``neg_distance`` record the mean ``d(a, p)`` and ``d(a, n)`` themselves.
     Summary: ``loss_over_margin`` (None for margin 0).
     """
 
@@ -163,6 +170,8 @@ class TripletLoss(RecordingLoss):
         if self.margin > 0:
             gap = torch.where(negatives, pos_sim[:, None] - sim, torch.zeros_like(sim)).sum()
             self.record(gap_over_margin=gap / n / self.margin)
+        if self.similarity == NEG_SQEUCLIDEAN:  # the same means, as the distances they are
+            self.record(pos_distance=-pos_sim.mean(), neg_distance=-neg_sim)
 
     def summary(self, mean_loss: float) -> dict[str, float | None]:
         return {"loss_over_margin": mean_loss / self.margin if self.margin > 0 else None}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_utils.core.config import RECIPES
+from xmr_utils.core.config import RECIPES, recipe_with
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.train import (
@@ -20,6 +20,7 @@ from xmr_utils.core.train import (
     data_fingerprint,
     load_model,
     load_snapshots,
+    train_model,
 )
 
 
@@ -110,3 +111,25 @@ def test_fingerprint_follows_the_splits_not_the_values() -> None:
     fp = data_fingerprint(check_data(base))
     assert fp == data_fingerprint(check_data(same)) and len(fp) == 16
     assert fp != data_fingerprint(check_data(other))
+
+
+def test_load_last_is_the_model_after_the_last_epoch_not_the_best(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(10), 2)
+    image_feats = rng.normal(size=(10, 6)).astype(np.float32)
+    text_feats = rng.normal(size=(20, 6)).astype(np.float32)  # unrelated: val rsum is noise
+    data = TrainData(image_feats, text_feats, owner, np.arange(6), np.arange(6, 10))
+    recipe = recipe_with(RECIPES["vsepp"], **{"train.epochs": 3, "train.batch_size": 4})
+    result = train_model(recipe, "img2txt", data, tmp_path, progress=False, resume=False)
+    folder = ModelDir(tmp_path)
+    model, saved_recipe, state = folder.load_last(6, 6)
+    assert saved_recipe == recipe and state.epoch == 3 and not model.training
+    # the last.pt weights are those after epoch 3; best.pt's after result.best_epoch
+    last_weights = torch.load(folder.last, weights_only=True)["model"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, last_weights[name])
+    if result.best_epoch != 3:
+        best = result.model.state_dict()
+        assert any(not torch.equal(best[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(XmrError, match="train the model first"):
+        ModelDir(tmp_path / "none").load_last(6, 6)

@@ -18,7 +18,9 @@ their cartesian product, first axis slowest), optional ``notebooks`` and an opti
 
 Every name must be a parameter some notebook declares, every value a string, number or
 boolean of the type that notebook declares; recipes and encoders are checked against their
-registries. A bad file raises :class:`~xmr_utils.core.errors.XmrError` naming the file and key.
+registries. A name with a dot is a recipe field (``loss.margin: [0.1, 0.2]``), folded into each
+cell's ``recipe_overrides`` (:mod:`xmr_utils.app.ablation.grid`). A bad file raises
+:class:`~xmr_utils.core.errors.XmrError` naming the file and key.
 
 The default ``notebooks`` are 00-04: 04 writes ``metrics.json``, everything the table needs.
 05 (UMAP and collapse curves, about 25 s per cell on the demo set) and 06 (the widget

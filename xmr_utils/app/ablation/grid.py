@@ -7,6 +7,17 @@ their cartesian product, first axis slowest), optional ``notebooks`` and an opti
 every value a string, number or boolean of the type that notebook declares; recipes and
 encoders are checked against their registries. A bad file raises
 :class:`~xmr_utils.core.errors.XmrError` naming the file and key.
+
+A name with a dot is a recipe field (``loss.margin``, ``image_head.l2_normalize``; see
+:mod:`xmr_utils.core.overrides`), usable in ``params`` and as an axis::
+
+    axes:
+      loss.margin: [0.1, 0.2, 0.5]
+      image_head.l2_normalize: [true, false]
+
+Each cell folds its recipe fields into the notebooks' ``recipe_overrides`` parameter (after
+any fixed ``recipe_overrides`` text), and the folded overrides are checked against every recipe
+the cell trains before anything runs.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from xmr_utils.app.runner import PRESETS, parse_value, resolve_parameters
 from xmr_utils.core import encoders
 from xmr_utils.core.config import parse_recipes
 from xmr_utils.core.errors import XmrError, unknown_choice
+from xmr_utils.core.overrides import check_key, check_overrides, format_overrides
 
 DEFAULT_NOTEBOOKS = "00,01,02,03,04"
 #: The file beside the grid folders naming the last grid whose results were written.
@@ -32,6 +44,8 @@ GRID_KEYS: tuple[str, ...] = ("name", "preset", "params", "axes", "notebooks")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]+")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MAX_ID = 150
+#: The notebook parameter that recipe-field names (``loss.margin``) are folded into.
+OVERRIDES_PARAMETER = "recipe_overrides"
 
 
 @dataclass(frozen=True)
@@ -142,7 +156,10 @@ def load_grid(
     else:  # those of the default that exist (a folder of test notebooks may hold fewer)
         present = {notebook[:2] for notebook in declared}
         notebooks = tuple(p for p in DEFAULT_NOTEBOOKS.split(",") if p in present)
-    cells = expand_cells(preset, fixed, axes, declared)
+    try:
+        cells = expand_cells(preset, fixed, axes, declared)
+    except XmrError as err:  # a cell's folded recipe fields that do not fit its recipes
+        raise XmrError(f"{path}: {err}") from None
     return GridSpec(path, name, preset, fixed, axes, notebooks, cells)
 
 
@@ -216,8 +233,15 @@ def _checked_value(
     preset: str,
     declared: Mapping[str, Mapping[str, Any]],
 ) -> Any:
-    """``value`` if ``name`` is a declared parameter and ``value`` fits its declared type."""
+    """``value`` if ``name`` is a declared parameter and ``value`` fits its declared type, or
+    ``name`` is a recipe field and ``value`` fits some preset's field."""
     _check_name(path, where.split("[")[0], name, preset, declared)
+    if is_recipe_field(name):
+        try:
+            check_overrides(format_overrides({name: value}))
+        except XmrError as err:
+            raise XmrError(f"{path}: {where}: {err}") from None
+        return value
     if not isinstance(value, str | int | float | bool):
         raise XmrError(f"{path}: {where} is {value!r}; a value must be a string, number or boolean")
     for notebook, defaults in declared.items():
@@ -235,12 +259,20 @@ def _checked_value(
 def _check_name(
     path: Path, where: str, name: str, preset: str, declared: Mapping[str, Mapping[str, Any]]
 ) -> None:
-    """Refuse a name no notebook declares, with the pipeline's message and the key at fault."""
-
+    """Refuse a name no notebook declares (nor a recipe field, when a notebook declares
+    ``recipe_overrides``), with the pipeline's message and the key at fault."""
     try:
+        if is_recipe_field(name) and any(OVERRIDES_PARAMETER in d for d in declared.values()):
+            check_key(name)
+            return
         check_name(name, declared)
     except XmrError as err:
         raise XmrError(f"{path}: {where}: {err}") from None
+
+
+def is_recipe_field(name: str) -> bool:
+    """Whether a grid name is a recipe field (``section.field``) rather than a parameter."""
+    return "." in name
 
 
 def _fits(value: Any, expected: type) -> bool:
@@ -313,12 +345,34 @@ def expand_cells(
     declared: Mapping[str, Mapping[str, Any]],
 ) -> tuple[GridCell, ...]:
     """The cartesian product of ``axes`` in stated order (first axis slowest), each cell with
-    its full parameters: notebook defaults, then ``preset``, ``fixed`` and the cell's values."""
+    its full parameters: notebook defaults, then ``preset``, ``fixed`` and the cell's values,
+    recipe fields folded into ``recipe_overrides`` (:func:`fold_recipe_fields`)."""
 
     base = resolve_parameters(preset, [], declared)
     names = [name for name, _ in axes]
     cells = []
     for combo in itertools.product(*(values for _, values in axes)):
         values = tuple(zip(names, combo, strict=True))
-        cells.append(GridCell(cell_id(values), values, {**base, **fixed, **dict(values)}))
+        cid = cell_id(values)
+        params = fold_recipe_fields({**base, **fixed, **dict(values)}, f"cell {cid}")
+        cells.append(GridCell(cid, values, params))
     return tuple(cells)
+
+
+def fold_recipe_fields(params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``params`` with its recipe fields (``loss.margin: 0.2``) moved into the
+    ``recipe_overrides`` text (after what it held), checked against every recipe of
+    ``params["recipes"]``; params without recipe fields are returned as they are."""
+    fields = {k: v for k, v in params.items() if is_recipe_field(k)}
+    if not fields:
+        return dict(params)
+    folded = {k: v for k, v in params.items() if k not in fields}
+    text = ",".join(
+        t for t in (str(folded.get(OVERRIDES_PARAMETER, "")), format_overrides(fields)) if t
+    )
+    try:
+        check_overrides(text, parse_recipes(str(folded.get("recipes", ""))))
+    except XmrError as err:
+        raise XmrError(f"{where}: {err}") from None
+    folded[OVERRIDES_PARAMETER] = text
+    return folded

@@ -61,8 +61,10 @@ def results_table(
     """One row per (cell, recipe, model) from each cell's ``metrics.json`` record.
 
     Columns: ``cell``, the axis values, ``dataset``, ``split``, ``image_encoder``,
-    ``text_encoder`` (those not already axes), ``recipe``, ``model``, the metrics of
-    :func:`metric_columns`, and ``run`` (the run folder's name under ``runs/``).
+    ``text_encoder`` (those not already axes), ``recipe``, ``overrides`` (the recipe's
+    ``recipe_overrides`` as its checkpoints record them; only when some recipe has any),
+    ``model``, the metrics of :func:`metric_columns`, and ``run`` (the run folder's name
+    under ``runs/``).
     """
     import pandas as pd
 
@@ -80,13 +82,15 @@ def results_table(
                         **dict(cell.values),
                         **{c: record.get(c) for c in run_cols},
                         "recipe": recipe,
+                        "overrides": (record.get("recipe_overrides") or {}).get(recipe, ""),
                         "model": model,
                         **{k: float(v) for k, v in by_model[model].items() if _is_metric(k)},
                         "run": Path(run_dir).name,
                     }
                 )
-    columns = ["cell", *axis_names, *run_cols, "recipe", "model", *metric_columns(rows), "run"]
-    return pd.DataFrame(rows, columns=columns)
+    shown = ["overrides"] if any(row["overrides"] for row in rows) else []
+    columns = ["cell", *axis_names, *run_cols, "recipe", *shown, "model"]
+    return pd.DataFrame(rows, columns=[*columns, *metric_columns(rows), "run"])
 
 
 def _is_metric(key: str) -> bool:

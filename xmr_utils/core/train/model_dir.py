@@ -203,6 +203,26 @@ class ModelDir:
         training.load_state_dict(saved)
         return TrainState.from_dict(saved["state"])
 
+    def load_last(
+        self, image_dim: int, text_dim: int, device: str = "cpu"
+    ) -> tuple[DualEncoder, Recipe, TrainState]:
+        """The model as ``last.pt`` holds it, after the last finished epoch (eval mode), its
+        recipe and the loop's state (``state.epoch`` is that epoch): the model a run that
+        keeps its last epoch, as the seed did, would report. ``image_dim`` / ``text_dim`` are
+        the widths of the features it was trained on."""
+        if not self.last.exists():
+            raise XmrError(f"no {self.last}; train the model first")
+        saved = torch.load(self.last, map_location=device, weights_only=True)
+        if saved.get("format") != RESUME_FORMAT:
+            raise XmrError(f"{self.last} is not an xmr training state; remove it")
+        recipe = Recipe.from_dict(saved["recipe"])
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten
+            model = DualEncoder.from_recipe(recipe, image_dim, text_dim)
+        model = model.to(device)
+        model.load_state_dict(saved["model"])
+        model.eval()
+        return model, recipe, TrainState.from_dict(saved["state"])
+
     # ------------------------------------------------------------------ snapshots/
 
     def snapshot_path(self, epoch: int) -> Path:
