@@ -90,8 +90,8 @@ def model_label(name: str, index: ModelIndex) -> str:
 def _thumbnail_uri(path: str, size: int = THUMBNAIL_PX) -> str:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as src:
+        img = src.convert("RGB")
         img.thumbnail((size, size))
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=85)

@@ -358,7 +358,7 @@ def train_direction(
     """
     import pandas as pd
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     built = run_recipes(recipes, epochs=epochs, seed=seed, recipe_overrides=recipe_overrides)
     for name, recipe in built.items():
         result = train_model(

@@ -15,7 +15,7 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -24,6 +24,9 @@ from xmr_utils.app.runs import resolve_path
 from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.diagnostics import MAX_MEAN_COSINE, MIN_DISTINCT_TOP1, MIN_EFFECTIVE_RANK
 from xmr_utils.core.errors import XmrError
+
+if TYPE_CHECKING:
+    from matplotlib.container import BarContainer
 
 MODALITY_COLOURS = {"image": "#1f77b4", "caption": "#ff7f0e"}
 
@@ -56,8 +59,8 @@ def save(fig: Figure, run_dir: str | Path, name: str) -> Path:
 def _thumbnail(path: Path, size: int = 160) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as src:
+        img = src.convert("RGB")
         img.thumbnail((size, size))
         return np.asarray(img)
 
@@ -327,8 +330,8 @@ def ablation_bars(
         errorbar=None,
         ax=ax,
     )
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.0f", fontsize=7, padding=2)
+    for container in ax.containers:  # seaborn's barplot: one BarContainer per hue level
+        ax.bar_label(cast("BarContainer", container), fmt="%.0f", fontsize=7, padding=2)
     ax.set_ylabel(" · ".join(label_columns))
     ax.set_xlabel(value)
     ax.margins(x=0.1)
@@ -473,7 +476,7 @@ def snapshot_grid(panels: Mapping[str, Sequence[Any]], title: str = "") -> Figur
             segments = np.stack([p.image_xy[p.pairs[:, 0]], p.caption_xy[p.pairs[:, 1]]], axis=1)
             ax.add_collection(
                 LineCollection(
-                    segments,
+                    list(segments),
                     colors=np.where(
                         hit[:, None], [[0.17, 0.63, 0.17, 0.6]], [[0.5, 0.5, 0.5, 0.3]]
                     ),

@@ -246,8 +246,8 @@ def _scan_whole(state: _RankScan, tiles: ScoreTiles, groups: list[Group], exact:
                     state.take_targets(t, group.r0, c0, owned)
                     if len(group.cols) == 1:
                         state.set_rows_exact(group.r0, group.r1)
-                pool.run(
-                    lambda w, a, b, t=t, at=(group.r0, c0), e=below: state.scan(
+                pool.run(  # defaults bind the loop's values; mypy cannot type such a lambda
+                    lambda w, a, b, t=t, at=(group.r0, c0), e=below: state.scan(  # type: ignore[misc]
                         w, t, (a, b), at, e
                     ),
                     t.shape[0],
@@ -309,8 +309,8 @@ def ranks_from_scores(scores: torch.Tensor, owner: torch.Tensor, kmax: int) -> R
     with scan.Workers(state.workers) as pool:
         for r0 in range(0, n_img, step):
             block = s[r0 : r0 + step]
-            pool.run(
-                lambda w, a, b, t=block, at=(r0, 0): state.scan(w, t, (a, b), at, n_img),
+            pool.run(  # defaults bind the loop's values; mypy cannot type such a lambda
+                lambda w, a, b, t=block, at=(r0, 0): state.scan(w, t, (a, b), at, n_img),  # type: ignore[misc]
                 block.shape[0],
                 n_cap,
             )

@@ -37,6 +37,13 @@ class Registry(Mapping[str, T], Generic[T]):
         except KeyError:
             raise unknown_choice(self.kind, name, self._entries) from None
 
+    # Mapping's own ``in`` and ``get`` catch KeyError, which a miss does not raise here
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
+        return self._entries.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 

@@ -379,8 +379,8 @@ def _fused_topk(
         for group in (g for g in groups if not g.split):
             for c0, tile in tiles.group(group):
                 t, v, i = tile.numpy(), vals[group.r0 : group.r1], idx[group.r0 : group.r1]
-                pool.run(
-                    lambda _w, a, b, t=t, c0=c0, v=v, i=i: topk_rows(t, (a, b, 0, c0), v, i),
+                pool.run(  # defaults bind the loop's values; mypy cannot type such a lambda
+                    lambda _w, a, b, t=t, c0=c0, v=v, i=i: topk_rows(t, (a, b, 0, c0), v, i),  # type: ignore[misc]
                     t.shape[0],
                     t.shape[1],
                 )

@@ -113,7 +113,7 @@ def _rank_fast(tile, span, rows, cols, hits):  # pragma: no cover - compiled by 
                 band |= (np.int32(v >= c_lo[jj]) & (above_col ^ 1)) | (
                     np.int32(v >= lo) & (above_row ^ 1)
                 )
-            acc += n_above
+            acc += n_above  # type: ignore[assignment]  # numba widens the int32 count to int64
             hits[0, r, ch] = top
             hits[1, r, ch] = band
         row_cnt[r] += acc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -163,3 +164,28 @@ def test_text_specs_side_by_side_build_one_encoder_per_part() -> None:
         build_text_encoders("minilm:mean+")
     with pytest.raises(XmrError, match="accepted"):
         build_text_encoders("minilm:mean+bow")
+
+
+def _keyword_options(method: object) -> set[str]:
+    params = inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_ENCODERS))
+def test_every_text_encoder_takes_the_protocols_options(name: str) -> None:
+    """The registry holds factories (typed Any), so the type checker cannot see whether what
+    they build is a TextEncoder; features.text_features passes ``device`` to every one."""
+    from xmr_utils.core.encoders.base import TextEncoder
+
+    encoder = build_text_encoder(name)
+    assert _keyword_options(encoder.encode_texts) == _keyword_options(TextEncoder.encode_texts)
+    for method in ("weights_id", "fit", "save", "load"):
+        assert callable(getattr(encoder, method)), (name, method)
+
+
+def test_side_by_side_text_encoder_takes_the_protocols_options() -> None:
+    from xmr_utils.core.encoders.base import TextEncoder
+    from xmr_utils.core.encoders.concat import ConcatenatedTextEncoder
+
+    method = ConcatenatedTextEncoder.encode_texts
+    assert _keyword_options(method) == _keyword_options(TextEncoder.encode_texts)

@@ -217,7 +217,8 @@ def check_workers(client: Client, spec: GridSpec, project: str) -> None:
             "job_cpu=N for N torch threads per cell)"
         )
     if not workers:
-        print(f"[xmr] no worker has joined {client.scheduler.address} yet; cells wait for one")
+        where = client.scheduler.address if client.scheduler is not None else "the scheduler"
+        print(f"[xmr] no worker has joined {where} yet; cells wait for one")
     else:
         try:
             seen = client.run(worker_sees, project)

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -325,7 +325,7 @@ def _corrupt(paths: Iterable[Path]) -> list[tuple[str, str]]:
 
 def text_encoding_report(
     corpus: CaptionCorpus, spec: str, report: TextReport | None, text_feats: np.ndarray
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """What a text encoder could not read in full, for the validation report (corpus.json).
 
     Args:

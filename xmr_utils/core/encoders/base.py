@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 
 from xmr_utils.core.errors import XmrError
 
@@ -161,16 +162,17 @@ class TextReport:
 
 
 def report_from_mask(
-    known: np.ndarray, truncated: np.ndarray | None = None, max_tokens: int = 0
+    known: npt.ArrayLike, truncated: npt.ArrayLike | None = None, max_tokens: int = 0
 ) -> TextReport:
     """Build a :class:`TextReport` from bool arrays ``[N]``: True where a text had a known
     word, and (optionally) True where a text was cut at ``max_tokens``."""
-    missing = np.flatnonzero(~np.asarray(known, dtype=bool))
+    known_mask = np.asarray(known, dtype=bool)
+    missing = np.flatnonzero(~known_mask)
     cut = (
         np.flatnonzero(np.asarray(truncated, dtype=bool)) if truncated is not None else missing[:0]
     )
     return TextReport(
-        len(known),
+        len(known_mask),
         int(len(missing)),
         tuple(int(i) for i in missing[:5]),
         int(len(cut)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from xmr_utils.core.errors import XmrError, unknown_choice
@@ -120,7 +121,10 @@ def safe_token(value: object) -> str:
     return _UNSAFE.sub("-", str(value)).strip("-") or "x"
 
 
-def canonical_spec(name: str, variant: str, extras: Mapping[str, object] = ()) -> str:
+_NO_EXTRAS: Mapping[str, object] = MappingProxyType({})
+
+
+def canonical_spec(name: str, variant: str, extras: Mapping[str, object] = _NO_EXTRAS) -> str:
     """``name:variant`` plus ``+key=value`` for every option that changes the features.
 
     >>> canonical_spec("fasttext", "mean", {"dim": 300})

@@ -79,7 +79,7 @@ _LOADED: dict[tuple[Any, ...], Any] = {}  # the last model built, shared by both
 def open_clip_module() -> Any:
     """``import open_clip``, or an XmrError saying how to install it."""
     try:
-        import open_clip  # type: ignore[import-untyped]
+        import open_clip
     except ImportError:
         raise XmrError(
             f"clip encoders need the package open_clip_torch; install it: {INSTALL}"
@@ -249,7 +249,7 @@ class ClipSource:
 
     def pipeline(self) -> ImagePipeline:
         """The :class:`ImagePipeline` of the model's own preprocessing (``view=pool``)."""
-        from open_clip.transform import (  # type: ignore[import-untyped]
+        from open_clip.transform import (
             PreprocessCfg,
             merge_preprocess_dict,
         )
@@ -377,7 +377,7 @@ def encode_tokens(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     layers with the positional embedding and causal mask cut to ``n`` (see
     :func:`trims_padding`). Returns unnormalised ``[B, embed_dim]``."""
     import torch
-    from open_clip.transformer import text_global_pool  # type: ignore[import-untyped]
+    from open_clip.transformer import text_global_pool
 
     n = tokens.shape[1]
     cast = model.transformer.get_cast_dtype()
@@ -424,7 +424,7 @@ class ClipTextEncoder(PretrainedTextEncoder):
         captions per batch on a CPU, 512 on a GPU); ``device`` None: the encoder's option."""
         import torch
         import torch.nn.functional as F
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+        from tqdm.auto import tqdm
 
         device = resolve_device(device or self.device)
         batch_size = batch_size or default_batch_size(device, TEXT_BATCH)

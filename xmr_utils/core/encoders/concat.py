@@ -28,11 +28,17 @@ class ConcatenatedTextEncoder:
         return " + ".join(part.weights_id() for part in self.parts)
 
     def encode_texts(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = True
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        device: str | None = None,
     ) -> np.ndarray:
-        """``[len(texts), dim]``: each part's features, in spec order."""
+        """``[len(texts), dim]``: each part's features, in spec order (``device``: see
+        :meth:`~xmr_utils.core.encoders.base.TextEncoder.encode_texts`)."""
         blocks = [
-            part.encode_texts(texts, batch_size=batch_size, progress=progress)
+            part.encode_texts(texts, batch_size=batch_size, progress=progress, device=device)
             for part in self.parts
         ]
         out = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xmr_utils.core.encoders.catalog import IMAGE_ENCODERS, EncoderEntry, canonical_spec
 from xmr_utils.core.encoders.images import ImagePipeline
@@ -92,7 +92,12 @@ def bundled_weights() -> Path:
     return LITE_MODELS["efficientnet_lite0"].bundled_weights()
 
 
-def fold_batchnorm(conv: torch.nn.Module, bn: torch.nn.Module) -> None:
+# A module of efficientnet_lite_pytorch (a ``torch.nn.Module``). The package ships no type
+# information, so its layers (``_blocks``, ``_conv_stem``, ``extract_features``, ...) are Any.
+LiteModule = Any
+
+
+def fold_batchnorm(conv: LiteModule, bn: LiteModule) -> None:
     """Fold an eval-mode BatchNorm into the convolution before it (bias added when absent)."""
     import torch
 
@@ -102,7 +107,7 @@ def fold_batchnorm(conv: torch.nn.Module, bn: torch.nn.Module) -> None:
     conv.bias = torch.nn.Parameter((bn.bias + (bias - bn.running_mean) * scale).detach())
 
 
-def optimize_for_inference(net: torch.nn.Module) -> torch.nn.Module:
+def optimize_for_inference(net: LiteModule) -> LiteModule:
     """Same outputs (to float rounding), ~1.5x faster on a CPU.
 
     Folds every BatchNorm into its convolution, turns symmetric "same" zero padding into
@@ -184,7 +189,7 @@ class EfficientNetLite(PooledImageEncoder):
         mirror = self.variant == "tta"
 
         class Trunk(torch.nn.Module):
-            def __init__(self, net: torch.nn.Module) -> None:
+            def __init__(self, net: LiteModule) -> None:
                 super().__init__()
                 self.net = net
 

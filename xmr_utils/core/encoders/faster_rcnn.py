@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -78,7 +78,12 @@ def weights_url() -> str:
     return FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url
 
 
-def build_detector(weights: Path) -> torch.nn.Module:
+# torchvision's ``FasterRCNN`` (a ``torch.nn.Module``). torchvision ships no type information,
+# so its parts (``transform``, ``backbone``, ``rpn``, ``roi_heads``) are read as Any.
+Detector = Any
+
+
+def build_detector(weights: Path) -> Detector:
     """``fasterrcnn_resnet50_fpn_v2`` (91 COCO classes) with ``weights`` loaded, eval mode."""
     from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
 
@@ -188,7 +193,7 @@ class FasterRcnnRegions:
             "counts": ((), "int32"),
         }
         self._weights = weights
-        self._model: torch.nn.Module | None = None
+        self._model: Detector | None = None
         self.last_run: dict[str, str] = {}
 
     def weights_path(self) -> Path:
@@ -204,7 +209,7 @@ class FasterRcnnRegions:
             f"score >= {self.score_threshold}"
         )
 
-    def _detector(self, device: str) -> torch.nn.Module:
+    def _detector(self, device: str) -> Detector:
         if self._model is None:
             model = build_detector(self.weights_path())
             model.roi_heads.score_thresh = self.score_threshold
@@ -218,7 +223,7 @@ class FasterRcnnRegions:
             self._model = model
         return self._model.to(device)
 
-    def _detect(self, model: torch.nn.Module, images: list[np.ndarray], dev: str) -> list[Any]:
+    def _detect(self, model: Detector, images: list[np.ndarray], dev: str) -> list[Any]:
         """Per image ``(region features [k, 1024], boxes [k, 4] as fractions, scores [k])``,
         ``k <= max_regions`` (one whole-image region with score 0 when nothing is detected)."""
         import torch
@@ -272,7 +277,8 @@ class FasterRcnnRegions:
         start = 0
         with torch.inference_mode():
             for decoded in iterate_decoded(paths, self.pipeline, options):
-                for j, (emb, boxes, scores) in enumerate(self._detect(model, decoded.images, dev)):
+                images = cast("list[np.ndarray]", decoded.images)  # no None: it raised on those
+                for j, (emb, boxes, scores) in enumerate(self._detect(model, images, dev)):
                     k = len(boxes)
                     extras["regions"][start + j, :k] = emb
                     extras["boxes"][start + j, :k] = boxes

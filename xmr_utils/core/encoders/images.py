@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -128,7 +128,8 @@ class DecodedBatch:
         self.errors = [error for _, _, error in items]
         shapes = {im.shape for im in self.images if im is not None}
         ok = len(shapes) == 1 and all(im is not None for im in self.images)
-        self.stacked: Any = torch.from_numpy(np.stack(self.images)) if ok else None
+        stack = [im for im in self.images if im is not None]  # all of them when ok
+        self.stacked: Any = torch.from_numpy(np.stack(stack)) if ok else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -195,8 +196,10 @@ def iterate_decoded(
         raise XmrError(f"num_workers={workers} is negative; pass 0 (decode here) or more")
     if len(paths) <= batch_size:
         workers = 0  # starting processes costs more than decoding one batch
+    # ImageFiles is a duck-typed map-style dataset (subclassing torch's would import torch here)
+    dataset = cast("torch.utils.data.Dataset[Item]", ImageFiles(paths, pipeline))
     loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, pipeline),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=int(workers),

@@ -59,7 +59,9 @@ class PooledImageEncoder:
             self._module = self.build_module().eval()
         if self._device != device:
             fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-            self._module = self._module.to(device=device, memory_format=fmt)
+            # Module.to takes memory_format at run time (torch._C._nn._parse_to); its typed
+            # overloads leave it out
+            self._module = self._module.to(device=device, memory_format=fmt)  # type: ignore[call-overload]
             self._device = device
         return self._module
 

@@ -121,9 +121,15 @@ class TfidfEncoder:
             )
 
     def encode_texts(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = True
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        device: str | None = None,
     ) -> np.ndarray:
-        """Rows ``[len(texts), dim]`` float32 (``batch_size`` and ``progress`` are unused)."""
+        """Rows ``[len(texts), dim]`` float32 (``batch_size``, ``progress`` and ``device`` are
+        unused: a sparse lookup on the CPU)."""
         self._check_fitted()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):

@@ -55,7 +55,7 @@ def pipeline_of(member: Any) -> ImagePipeline:
     t = member.transforms()
     return ImagePipeline(
         resize=int(t.resize_size[0]), crop=int(t.crop_size[0]), mean=tuple(t.mean), std=tuple(t.std)
-    )  # type: ignore[arg-type]
+    )
 
 
 class TorchvisionClassifier(PooledImageEncoder):

@@ -79,7 +79,7 @@ class TransformerTextEncoder(PretrainedTextEncoder):
         return self._folder() if callable(self._folder) else Path(self._folder)
 
     @cached_property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:
         config = json.loads((self.folder / "config.json").read_text())
         return int(config.get("hidden_size") or config["dim"])
 
@@ -168,9 +168,8 @@ class TransformerTextEncoder(PretrainedTextEncoder):
                 enc = {k: v.to(device) for k, v in enc.items()}
                 with autocast_for(device, self.amp):
                     pooled = self._pool(model(**enc), enc["attention_mask"])
-                pooled = pooled.float().cpu().numpy()
                 has_word = real.any(dim=1).numpy()
-                out[idx] = np.where(has_word[:, None], pooled, 0.0)
+                out[idx] = np.where(has_word[:, None], pooled.float().cpu().numpy(), 0.0)
                 known[idx] = has_word
                 bar.update(len(idx))
         self.last_report = report_from_mask(known, truncated, self.max_length)

@@ -102,7 +102,7 @@ class GloveEncoder(WordVectorEncoder, PretrainedTextEncoder):
         self.last_report = TextReport()
 
     @property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:
         return 50
 
     @staticmethod
@@ -176,7 +176,7 @@ class FastTextTrained(WordVectorEncoder):
         self.fit_id = ""
 
     @property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:
         return self.recipe["dim"]
 
     def weights_id(self) -> str:
@@ -380,7 +380,7 @@ class FastTextPretrained(WordVectorEncoder, PretrainedTextEncoder):
             ) from None
 
     @property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:
         if self.published and "_wv" not in self.__dict__:
             return 300  # every published English set is 300-d; no need to read 2 GB to know
         return int(self._wv.vector_size)

@@ -133,7 +133,11 @@ def text_features(
     cache_dir = Path(cache_dir)
     parts = split_concatenated(spec) if encoder is None else (spec,)
     if len(parts) > 1:
-        options = {"batch_size": batch_size, "progress": progress, "chunk_size": chunk_size}
+        options: dict[str, Any] = {
+            "batch_size": batch_size,
+            "progress": progress,
+            "chunk_size": chunk_size,
+        }
         blocks = [text_features(corpus, p, cache_dir, **options, **encoder_options) for p in parts]
         return np.concatenate(blocks, axis=1)
     enc = encoder if encoder is not None else build_text_encoder(spec, **encoder_options)
@@ -182,7 +186,7 @@ def cached_text_report(
 
 def fitted_text_encoder(
     corpus: CaptionCorpus, spec: str, cache_dir: Path, **encoder_options: Any
-) -> TextEncoder:
+) -> TextEncoder | ConcatenatedTextEncoder:
     """The text encoder ``spec`` ready to encode new query strings.
 
     fastText and tfidf load the model fitted on ``corpus``'s training split from the cache
@@ -192,10 +196,17 @@ def fitted_text_encoder(
     parts = split_concatenated(spec)
     if len(parts) > 1:
         return ConcatenatedTextEncoder(
-            [fitted_text_encoder(corpus, part, cache_dir, **encoder_options) for part in parts]
+            [_fitted_part(corpus, part, Path(cache_dir), encoder_options) for part in parts]
         )
+    return _fitted_part(corpus, spec, Path(cache_dir), encoder_options)
+
+
+def _fitted_part(
+    corpus: CaptionCorpus, spec: str, cache_dir: Path, encoder_options: dict[str, Any]
+) -> TextEncoder:
+    """One (not concatenated) encoder of :func:`fitted_text_encoder`, fitted if it needs it."""
     enc: TextEncoder = build_text_encoder(spec, **encoder_options)
-    ensure_fitted(corpus, enc, cache_paths(Path(cache_dir), corpus, enc.spec), Path(cache_dir))
+    ensure_fitted(corpus, enc, cache_paths(cache_dir, corpus, enc.spec), cache_dir)
     return enc
 
 

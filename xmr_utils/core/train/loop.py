@@ -258,7 +258,7 @@ def _train_epochs(
 ) -> None:
     """Epochs ``state.epoch .. epochs-1`` (each appended to ``history``) until the schedule
     ends or an early stop; the bar ends full either way, naming an early stop's reason."""
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     cfg = run.recipe.train
     steps = run.pairs.n_batches(cfg.batch_size)
