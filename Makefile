@@ -23,7 +23,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m xmr_utils.pipeline --preset demo
 
+# The static checks first (seconds once mypy's cache is warm), then the tests and the package's
+# doctests (pyproject.toml: testpaths, --doctest-modules).
 test: $(STAMP)
+	$(PY) -m mypy xmr_utils
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 # JupyterLab at the project root (notebooks/, outputs/runs/<id>/figures and executed/ in reach);
