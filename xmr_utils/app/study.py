@@ -7,7 +7,7 @@ Notebooks call these and display the results; they hold no logic of their own.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
 from xmr_utils.core.overrides import apply_overrides, parse_overrides
 from xmr_utils.core.retrieval import score_matrix, topk
-from xmr_utils.core.train import ModelDir, TrainData, embed, train_model
+from xmr_utils.core.train import ModelDir, Snapshot, TrainData, embed, train_model
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
@@ -742,29 +742,42 @@ def snapshot_panels(
         keep = np.arange(n)
         if n > points:
             keep = np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
-        panels[recipe] = []
-        for snap in snapshots:
-            rows = SplitView("snapshot", np.arange(n), np.arange(len(snap.owner)), snap.owner)
-            sub = rows.subset(keep)  # images: rows of image_emb; captions: rows of text_emb
-            cap_rows, owner = sub.captions, sub.owner
-            img, txt = snap.image_emb[keep], snap.text_emb[cap_rows]
-            xy = umap_2d(
-                np.concatenate([img, txt]),
-                seed=seed,
-                metric="cosine" if snap.similarity == "dot" else "euclidean",
-            )
-            _, top1 = topk(txt, img, 1, similarity=snap.similarity, backend="torch")
-            row = by_epoch.get(snap.epoch, {})
-            panels[recipe].append(
-                SnapshotPanel(
-                    recipe=recipe,
-                    direction=direction,
-                    epoch=snap.epoch,
-                    image_xy=xy[: len(img)],
-                    caption_xy=xy[len(img) :],
-                    pairs=np.stack([owner, np.arange(len(cap_rows))], axis=1),
-                    caption_top1=top1[:, 0].numpy(),
-                    stats={k: v for k, v in row.items() if k.startswith("val_")},
-                )
-            )
+        panels[recipe] = [
+            _snapshot_panel(recipe, direction, snap, n, keep, by_epoch.get(snap.epoch, {}), seed)
+            for snap in snapshots
+        ]
     return panels
+
+
+def _snapshot_panel(
+    recipe: str,
+    direction: str,
+    snap: Snapshot,
+    n_images: int,
+    keep: np.ndarray,
+    history_row: Mapping[str, Any],
+    seed: int,
+) -> SnapshotPanel:
+    """One panel of :func:`snapshot_panels`: the images ``keep`` (of the first ``n_images``) of
+    ``snap`` with all their captions, projected together; ``history_row`` is the epoch's row of
+    ``history.jsonl``."""
+    rows = SplitView("snapshot", np.arange(n_images), np.arange(len(snap.owner)), snap.owner)
+    sub = rows.subset(keep)  # images: rows of image_emb; captions: rows of text_emb
+    cap_rows, owner = sub.captions, sub.owner
+    img, txt = snap.image_emb[keep], snap.text_emb[cap_rows]
+    xy = umap_2d(
+        np.concatenate([img, txt]),
+        seed=seed,
+        metric="cosine" if snap.similarity == "dot" else "euclidean",
+    )
+    _, top1 = topk(txt, img, 1, similarity=snap.similarity, backend="torch")
+    return SnapshotPanel(
+        recipe=recipe,
+        direction=direction,
+        epoch=snap.epoch,
+        image_xy=xy[: len(img)],
+        caption_xy=xy[len(img) :],
+        pairs=np.stack([owner, np.arange(len(cap_rows))], axis=1),
+        caption_top1=top1[:, 0].numpy(),
+        stats={k: v for k, v in history_row.items() if k.startswith("val_")},
+    )

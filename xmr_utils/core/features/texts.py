@@ -137,6 +137,7 @@ def text_features(
             "batch_size": batch_size,
             "progress": progress,
             "chunk_size": chunk_size,
+            "device": device,
         }
         blocks = [text_features(corpus, p, cache_dir, **options, **encoder_options) for p in parts]
         return np.concatenate(blocks, axis=1)
