@@ -525,8 +525,26 @@ def test_two_cell_grid_on_a_local_cluster_writes_the_sequential_table(
 
 @pytest.mark.parametrize("name, n_cells", [("ablation.yaml", 12), ("ablation-flickr8k.yaml", 20)])
 def test_committed_grids_are_valid(name: str, n_cells: int) -> None:
+    """Each committed grid loads, and its cells are exactly the product of the file's axes,
+    each run with the file's fixed params and its own axis values."""
+    import itertools
+
+    import yaml
+
     from xmr_utils.app.runner import declared_parameters, notebook_paths
 
     declared = {p.name: declared_parameters(p) for p in notebook_paths()}
-    spec = ablation.load_grid(Path(__file__).resolve().parents[2] / "configs" / name, declared)
-    assert len(spec.cells) == n_cells
+    path = Path(__file__).resolve().parents[2] / "configs" / name
+    spec = ablation.load_grid(path, declared)
+    written = yaml.safe_load(path.read_text())
+    axes = written["axes"]
+    assert spec.name == written["name"] and [a for a, _ in spec.axes] == list(axes)
+    product = set(itertools.product(*axes.values()))
+    assert len(product) == n_cells
+    assert {tuple(v for _, v in cell.values) for cell in spec.cells} == product
+    assert len({cell.cell_id for cell in spec.cells}) == n_cells  # one run folder per cell
+    known = set().union(*declared.values())
+    for cell in spec.cells:
+        assert set(cell.params) <= known, set(cell.params) - known
+        assert {k: cell.params[k] for k in written["params"]} == written["params"]
+        assert all(cell.params[axis] == value for axis, value in cell.values)

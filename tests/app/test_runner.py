@@ -137,7 +137,8 @@ BAD_VALUES = [
     ("check_images", "1", "parameter check_images is 1, but it must be True or False"),
     ("dataset", "123", "parameter dataset is '123': it is neither one of synthetic, flickr8k"),
     ("device", "tpu", "parameter device is 'tpu', but it must be auto, cpu, or cuda"),
-    ("batch_size", "0", "parameter batch_size is 0, but it must be a whole number >= 1"),
+    ("batch_size", "-1", "parameter batch_size is -1, but it must be a whole number >= 0 (0 pic"),
+    ("text_encoder", "glove:mean+", "parameter text_encoder is 'glove:mean+': "),
     ("on_missing", "skip", "parameter on_missing is 'skip', but it must be one of error, drop"),
     ("split_overlap", "yes", "parameter split_overlap is 'yes', but it must be one of error, keep"),
     ("split", "dev", "parameter split is 'dev', but it must be one of auto, train, val, test"),
@@ -179,10 +180,13 @@ def test_good_values_are_read_for_their_declared_type(declared) -> None:
             ("device", "cpu"),
             ("split_overlap", "keep"),
             ("data_dir", "123"),  # a str parameter takes the text as it is
+            ("batch_size", "0"),  # notebook 01: 0 picks one for the device
+            ("text_encoder", "minilm:mean+tfidf"),  # features side by side
         ],
         declared,
     )
     assert params["epochs"] == 0 and params["check_images"] is True
+    assert params["batch_size"] == 0 and params["text_encoder"] == "minilm:mean+tfidf"
     assert params["data_dir"] == "123" and params["split_overlap"] == "keep"
 
 
