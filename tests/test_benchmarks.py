@@ -117,11 +117,19 @@ def test_time_repeats_counts_calls_and_orders_times() -> None:
     assert time_repeats(lambda: None, repeats=1, warmup=0).repeats == 1
 
 
-def test_timing_cell_and_frozen() -> None:
-    t = Timing(1.0, 0.5, 2.0, 3)
-    assert t.cell() == "1.000 s (0.500–2.000)"
-    with pytest.raises(AttributeError):
-        t.median_s = 0.0  # type: ignore[misc]
+def test_timing_reports_median_min_and_max_of_the_timed_runs_only(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import benchmarks.common as common
+
+    clock = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])  # runs of 3, 1 and 2 s
+    monkeypatch.setattr(common, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    calls: list[int] = []
+    t = time_repeats(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5  # the warm-ups ran, untimed: the clock was read 6 times
+    assert (t.median_s, t.min_s, t.max_s, t.repeats) == (2.0, 1.0, 3.0, 3)
+    assert t.cell() == "2.000 s (1.000–3.000)"
+    assert Timing(0.01234, 0.0016, 12.3456, 3).cell() == "0.012 s (0.002–12.346)"  # ms digits
 
 
 def test_markdown_table_and_machine_line() -> None:

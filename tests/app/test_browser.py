@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,10 +89,19 @@ def test_image_query_returns_its_own_captions(browser: QueryBrowser) -> None:
     assert all(h.relevant for h in hits)
 
 
+def _descendants(widget: Any) -> list[Any]:
+    children = list(getattr(widget, "children", ()))
+    return children + [d for c in children for d in _descendants(c)]
+
+
 def test_widget_callbacks_update_the_results(browser: QueryBrowser) -> None:
     box = browser.widget()
-    assert box is not None
     controls = browser._controls()
+    # the box shows every control the callbacks drive, in two tabs
+    shown = {id(w) for w in _descendants(box)}
+    assert all(id(control) in shown for control in controls.values())
+    (tabs,) = [w for w in _descendants(box) if type(w).__name__ == "Tab"]
+    assert tabs.titles == ("text → image", "image → text")
     controls["model"].value = "toy/txt2img"
     controls["query"].value = "green"
     controls["search"].click()  # the Search button's on_click callback

@@ -58,11 +58,22 @@ def test_fuse_scores_puts_both_models_on_one_scale() -> None:
     cosine = rng.uniform(-1, 1, size=(4, 6))
     sq_l2 = -1000.0 * rng.uniform(0, 1, size=(4, 6))  # a much larger scale
     fused = study.fuse_scores(cosine, sq_l2)
-    expected = ((cosine - cosine.mean()) / cosine.std() + (sq_l2 - sq_l2.mean()) / sq_l2.std()) / 2
-    np.testing.assert_allclose(fused, expected)
-    np.testing.assert_allclose(
-        study.fuse_scores(cosine, np.zeros((4, 6))), (cosine - cosine.mean()) / cosine.std() / 2
-    )  # constant: no NaN
+    # the scale and offset of either model's scores change nothing: both count the same
+    np.testing.assert_allclose(study.fuse_scores(3.0 * cosine + 1.0, sq_l2 / 1000.0 - 7.0), fused)
+    np.testing.assert_allclose(study.fuse_scores(sq_l2, cosine), fused)
+    # a model fused with a rescaled copy of itself: its ranking, on one unit scale
+    own = study.fuse_scores(cosine, 1000.0 * cosine)
+    np.testing.assert_array_equal(np.argsort(own, axis=1), np.argsort(cosine, axis=1))
+    assert abs(own.mean()) < 1e-12 and own.std() == pytest.approx(1.0)
+    # so the large-scale model does not outvote the other by its scale alone
+    big = np.zeros((1, 3))
+    big[0] = [-1000.0, -1001.0, -3000.0]  # prefers 0 over 1 by a margin small on its scale
+    small = np.array([[0.0, 1.0, 0.5]])  # prefers 1 strongly
+    assert int(study.fuse_scores(big, small).argmax()) == 1
+    assert int(big.argmax()) == 0
+    flat = study.fuse_scores(cosine, np.zeros((4, 6)))  # a constant model: no NaN, no say
+    assert np.isfinite(flat).all()
+    np.testing.assert_array_equal(np.argsort(flat, axis=1), np.argsort(cosine, axis=1))
 
 
 def test_parse_recipes_checks_every_name() -> None:
