@@ -3,11 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export NUMBA_CACHE_DIR := $(CURDIR)/data/cache/numba
-export MPLCONFIGDIR := $(CURDIR)/data/cache/matplotlib
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := false
+# The study's environment (offline hubs, numba/matplotlib caches under data/cache/, no tokenizer
+# threads) has one owner, xmr_utils/app/env.py: each command below starts through it
+# (`$(PY) -m xmr_utils.app.env` alone prints the values).
+XMR_ENV := $(PY) -m xmr_utils.app.env
 
 .PHONY: demo test lab browse bench bench-quick bench-quality bench-cluster bench-collapse venv clean-venv
 
@@ -21,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m xmr_utils.pipeline --preset demo
+	$(XMR_ENV) $(PY) -m xmr_utils.pipeline --preset demo
 
 # The static checks first (seconds once mypy's cache is warm), then the tests and the package's
 # doctests (pyproject.toml: testpaths, --doctest-modules).
@@ -29,36 +28,36 @@ test: $(STAMP)
 	$(PY) -m mypy xmr_utils
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(XMR_ENV) $(PY) -m pytest -q
 
 # JupyterLab at the project root (notebooks/, outputs/runs/<id>/figures and executed/ in reach);
 # configs/jupyter_lab_config.py says why each setting is there (root user, kernel transport, ...).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --config=configs/jupyter_lab_config.py
+	$(XMR_ENV) $(VENV)/bin/jupyter lab --config=configs/jupyter_lab_config.py
 
 # The query browser of notebook 06 alone, as a web page (Voilà), on the LATEST run.
 browse: $(STAMP)
-	$(VENV)/bin/voila notebooks/06_query_browser.ipynb --Voila.config_file_paths=configs
+	$(XMR_ENV) $(VENV)/bin/voila notebooks/06_query_browser.ipynb --Voila.config_file_paths=configs
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(XMR_ENV) $(PY) -m benchmarks.run
 
 bench-quick: $(STAMP)
-	$(PY) -m benchmarks.run --quick
+	$(XMR_ENV) $(PY) -m benchmarks.run --quick
 
 # The demo grid on a 2-worker Dask LocalCluster vs. in turn; scheduler overhead; Flickr30k estimate.
 bench-cluster: $(STAMP)
-	$(PY) -m benchmarks.bench_cluster
+	$(XMR_ENV) $(PY) -m benchmarks.bench_cluster
 
 # Real Flickr8k (../shared/datasets/flickr8k or data/flickr8k): every recipe, val split.
 bench-quality: $(STAMP)
-	$(PY) -m benchmarks.bench_quality
+	$(XMR_ENV) $(PY) -m benchmarks.bench_quality
 
 # Why the seed collapsed (issue 11): the factor ladder of configs/collapse-ladder.yaml on real
 # Flickr8k (study features, both directions, 3 seeds, 6-epoch schedule); run a part of it with
 # python -m benchmarks.bench_collapse --cells ... --seeds ... (see --help).
 bench-collapse: $(STAMP)
-	$(PY) -m benchmarks.bench_collapse --out benchmarks/RESULTS.md
+	$(XMR_ENV) $(PY) -m benchmarks.bench_collapse --out benchmarks/RESULTS.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xmr_utils.app.env import tool_defaults
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB_CONFIG = ROOT / "configs" / "jupyter_lab_config.py"
 CHROMIUM_FLAGS = (
@@ -116,11 +118,7 @@ def lab_env(home: Path, state: Path) -> dict[str, str]:
         "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-        "NUMBA_CACHE_DIR": str(ROOT / "data" / "cache" / "numba"),
-        "MPLCONFIGDIR": str(ROOT / "data" / "cache" / "matplotlib"),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
+        **tool_defaults(ROOT),  # as `make lab` starts it (xmr_utils.app.env)
     }
 
 

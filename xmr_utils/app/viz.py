@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from matplotlib.figure import Figure
 
-from xmr_utils.app.runs import resolve_path
+from xmr_utils.app.env import tool_defaults
 from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.diagnostics import MAX_MEAN_COSINE, MIN_DISTINCT_TOP1, MIN_EFFECTIVE_RANK
 from xmr_utils.core.errors import XmrError
@@ -171,7 +171,7 @@ def umap_2d(points: np.ndarray, seed: int = 0, metric: str = "cosine") -> np.nda
     """UMAP projection ``[N, D] -> [N, 2]``. Numba's compiled code is cached under
     ``data/cache/numba`` (unless ``NUMBA_CACHE_DIR`` is set) so only the first run pays ~50 s."""
 
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(resolve_path("data/cache/numba")))
+    os.environ.setdefault("NUMBA_CACHE_DIR", tool_defaults()["NUMBA_CACHE_DIR"])
     import umap  # noqa: PLC0415 — heavy, imported on use
 
     # n_jobs=1 is what a seeded UMAP runs with anyway; saying so spares the UserWarning that
