@@ -30,7 +30,7 @@ from xmr_utils.core.train.inputs import CheckedData
 
 #: The loop takes the full collapse statistics every this many epochs (besides the snapshot
 #: epochs, the last one, an early stop and the best epoch): :func:`collapse_epochs`.
-COLLAPSE_EVERY: int = 10
+COLLAPSE_EVERY: int = 20
 
 #: The key whose presence marks a validation that carries the collapse statistics.
 COLLAPSE_KEY: str = "val_collapsed"
@@ -41,7 +41,7 @@ def collapse_epochs(cfg: TrainConfig, every: int = COLLAPSE_EVERY) -> frozenset[
     ``every``-th, those of ``cfg.snapshot_schedule()`` (their panels show the statistics) and
     the last. The loop adds an early stop's epoch and, after training, the best one.
 
-    E.g. 50 epochs with the default snapshots: ``{1, 10, 17, 20, 30, 34, 40, 50}``.
+    E.g. 50 epochs with the default snapshots (1, 17, 34, 50): ``{1, 17, 20, 34, 40, 50}``.
     """
     if int(every) < 1:
         raise XmrError(f"collapse statistics every {every} epochs: it must be >= 1")
