@@ -157,8 +157,8 @@ def val_share_row(recipe_name: str, epoch_s: float, model, n_val: int, quick: bo
         f"{n_val:,} images × {CAPTIONS_PER_IMAGE}: rsum {rsum_s:.2f} s every epoch + collapse "
         f"statistics {collapse_s:.2f} s on {n_collapse} of {cfg.epochs} epochs, vs. both every "
         f"epoch",
-        f"{100 * share:.0f}% ({ours:.2f} s/epoch)",
-        f"{100 * share_before:.0f}% ({before:.2f} s/epoch)",
+        f"{100 * share:.1f}% ({ours:.2f} s/epoch)",
+        f"{100 * share_before:.1f}% ({before:.2f} s/epoch)",
         f"{share_before / share:.1f}×",
         f"≤ {100 * VAL_SHARE_TARGET:.0f}%" if not quick else "— (quick)",
         met,
