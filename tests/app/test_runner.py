@@ -137,7 +137,7 @@ BAD_VALUES = [
     ("check_images", "1", "parameter check_images is 1, but it must be True or False"),
     ("dataset", "123", "parameter dataset is '123': it is neither one of synthetic, flickr8k"),
     ("device", "tpu", "parameter device is 'tpu', but it must be auto, cpu, or cuda"),
-    ("batch_size", "0", "parameter batch_size is 0, but it must be a whole number >= 1"),
+    ("batch_size", "-1", "parameter batch_size is -1, but it must be a whole number >= 0"),
     ("on_missing", "skip", "parameter on_missing is 'skip', but it must be one of error, drop"),
     ("split_overlap", "yes", "parameter split_overlap is 'yes', but it must be one of error, keep"),
     ("split", "dev", "parameter split is 'dev', but it must be one of auto, train, val, test"),
