@@ -6,7 +6,8 @@ what a person would see: notebooks open unmodified, figures are images (never th
 ``<Figure size ...>``), typing a caption shows thumbnails, picking an image shows captions,
 changing the model answers again, an executed copy reopens with its figures and its widget
 (no "Error displaying widget"), and the server log holds no warning. Screenshots go to
-``outputs/browser-test/``. Skipped, with the reason, where Chromium or Playwright is missing.
+``outputs/browser-test/``. Skipped, with the reason, where Chromium or Playwright is missing;
+in CI (``CI`` set) that fails instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lab_harness import (
     LabServer,
     SmokeProject,
     chromium_page,
+    in_ci,
     lab_server,
     open_notebook,
     opens_unmodified,
@@ -36,11 +38,19 @@ from lab_harness import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(bool(skip_reason()), reason=skip_reason() or "runs"),
+    pytest.mark.skipif(bool(skip_reason()) and not in_ci(), reason=skip_reason() or "runs"),
 ]
 
 SHOTS = ROOT / "outputs" / "browser-test"
 CAPTION = "a blue square on a grey background"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def browser_in_ci() -> None:
+    """In CI a missing Chromium or Playwright is an error, not a skip (``.ci/run`` installs
+    Chromium); session-scoped and autouse, so it fails before the smoke run is made."""
+    if skip_reason():
+        pytest.fail(f"CI is set, but the browser tests cannot run: {skip_reason()}")
 
 
 @pytest.fixture(scope="module")
