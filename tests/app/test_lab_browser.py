@@ -5,7 +5,8 @@ runs notebooks 06 (the query browser on that run) and 00 (a new run) in the page
 what a person would see: notebooks open unmodified, figures are images (never the text
 ``<Figure size ...>``), typing a caption shows thumbnails, picking an image shows captions,
 changing the model answers again, an executed copy reopens with its figures and its widget
-(no "Error displaying widget"), and the server log holds no warning. Screenshots go to
+(no "Error displaying widget"), the executed 07 opens clean with its "how to make a ladder"
+note, and the server log holds no warning. Screenshots go to
 ``outputs/browser-test/``. Skipped, with the reason, where Chromium or Playwright is missing;
 in CI (``CI`` set) that fails instead.
 """
@@ -236,6 +237,13 @@ def test_figures_inline_live_and_in_executed_copies(
     _figure_checks(panel, at_least=5 + 4)  # the saved widget's thumbnails + the examples
     saved.scroll_into_view_if_needed()
     _shot(page, "06-executed-widget")
+
+    panel = open_notebook(page, server, f"{executed}/07_why_collapse.ipynb")
+    assert opens_unmodified(page), "the executed 07 opened modified"
+    _figure_checks(panel, at_least=0)  # no ladder in a smoke home: the note says how to make one
+    note = " ".join(panel.locator(".jp-RenderedMarkdown").all_inner_texts())
+    assert "No collapse-ladder results" in note and "make bench-collapse" in note, note
+    _shot(page, "07-executed-no-ladder")
 
     assert _contents(server, f"{executed}/06_query_browser.ipynb")["writable"] is False
     assert _contents(server, "notebooks/06_query_browser.ipynb")["writable"] is True
