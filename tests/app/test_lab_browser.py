@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,21 @@ def _contents(server: LabServer, path: str) -> dict[str, Any]:
     url = f"{server.url}/api/contents/{path}?content=0&token={server.token}"
     with urllib.request.urlopen(url, timeout=30) as reply:
         return json.loads(reply.read())
+
+
+def _save_status(server: LabServer, path: str) -> tuple[int, str]:
+    """What the server answers to saving ``path`` with its own content (the request
+    JupyterLab sends on File > Save): the HTTP status and the message."""
+    url = f"{server.url}/api/contents/{path}?token={server.token}"
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        model = json.loads(reply.read())
+    body = json.dumps({k: model[k] for k in ("type", "format", "content")}).encode()
+    request = urllib.request.Request(url, data=body, method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, ""
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read()).get("message", "")
 
 
 def _texts(scope: Any, selector: str) -> list[str]:
@@ -257,3 +273,7 @@ def test_figures_inline_live_and_in_executed_copies(
     unsigned = re.compile(r"Notebook notebooks/\d\d_\w+\.ipynb is not trusted$")
     warnings = [w for w in log.splitlines() if w.startswith("[W ") and not unsigned.search(w)]
     assert not warnings, warnings
+    # last (the server logs the refusal as a warning): JupyterLab's save of an executed copy
+    status, message = _save_status(server, f"{executed}/06_query_browser.ipynb")
+    assert status == 403 and "read-only" in message and "Save As" in message, (status, message)
+    assert _files(run) == sealed, "a save wrote into the finished run"
