@@ -11,9 +11,17 @@ Rows, all measured in this one process:
   number of steps and scaled to an epoch;
 * the same with ``train.precision="bf16"`` (bfloat16 autocast on the heads);
 * the same steps with both heads wrapped in ``torch.compile`` (compile time reported);
-* the seed recipe's own heads (4096-d, batch 1024), scaled from a few steps.
+* the seed recipe's own heads (4096-d, batch 1024), scaled from a few steps;
+* validation's share of the epoch (target <= 20 %), for the default recipe and the seed's, on
+  a Flickr30k-shaped val split (1,014 images x 5,070 captions): the rsum the loop takes every
+  epoch and the full collapse statistics it takes on :func:`~xmr_utils.core.train.
+  collapse_epochs` (and the best epoch), each timed once here and averaged over the
+  recipe's schedule, against taking both every epoch as before.
 
     python -m benchmarks.bench_train [--quick]
+
+The same share in a real run (e.g. the ``flickr8k`` preset), from the ``seconds`` and
+``val_seconds`` its models' ``history.jsonl`` hold: ``python -m benchmarks.val_share RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from benchmarks.common import Row, bench_main, count_flops, machine_limit
 SECTION = "train"
 EPOCH_TARGET_S = 15.0
 FLICKR30K_TRAIN_IMAGES = 29_000
+FLICKR30K_VAL_IMAGES = 1_014
+VAL_SHARE_TARGET = 0.20
 CAPTIONS_PER_IMAGE = 5
 IMAGE_DIM = 4096
 TEXT_DIM = 768
@@ -92,8 +102,9 @@ def _step_fn(
 
 def time_our_epoch(
     image: np.ndarray, text: np.ndarray, owner: np.ndarray, precision: str = "fp32"
-) -> tuple[float, int]:
-    """Seconds of one full :func:`run_epoch` with the default recipe, and its step count."""
+) -> tuple[float, int, torch.nn.Module]:
+    """Seconds of one full :func:`run_epoch` with the default recipe, its step count and the
+    model it trained."""
     from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES, recipe_with
     from xmr_utils.core.train import EpochOptions, Training, TrainPairs, run_epoch
 
@@ -107,7 +118,51 @@ def time_our_epoch(
     )
     start = time.perf_counter()
     run_epoch(training, pairs, "img2txt", 1, EpochOptions.of(recipe))
-    return time.perf_counter() - start, pairs.n_batches(recipe.train.batch_size)
+    return time.perf_counter() - start, pairs.n_batches(recipe.train.batch_size), training.model
+
+
+def time_validation(model, n_images: int, seed: int = 1) -> tuple[float, float]:
+    """Seconds of the two parts of one validation of ``model`` on a random val split of
+    ``n_images`` images x 5 captions: ``(rsum, collapse)`` — embedding and retrieval
+    metrics (every epoch), and the full collapse statistics of those embeddings."""
+    from xmr_utils.core.train.validation import embed, val_collapse, val_metrics
+
+    image, text, owner = make_features(n_images, seed)
+    start = time.perf_counter()
+    img, txt = embed(model, image, text)
+    val_metrics(model, img, txt, owner)
+    rsum_s = time.perf_counter() - start
+    start = time.perf_counter()
+    val_collapse(img, txt, owner, model.similarity)
+    return rsum_s, time.perf_counter() - start
+
+
+def val_share_row(recipe_name: str, epoch_s: float, model, n_val: int, quick: bool) -> Row:
+    """Validation's share of the epoch for ``recipe_name`` (its ``epoch_s`` seconds of
+    training), averaged over its schedule: the collapse statistics on
+    ``collapse_epochs`` plus the best epoch (at worst one more), vs. every epoch as before."""
+    from xmr_utils.core.config import RECIPES
+    from xmr_utils.core.train import collapse_epochs
+
+    cfg = RECIPES[recipe_name].train
+    rsum_s, collapse_s = time_validation(model, n_val)
+    n_collapse = len(collapse_epochs(cfg)) + 1
+    ours = rsum_s + collapse_s * n_collapse / cfg.epochs
+    before = rsum_s + collapse_s
+    share, share_before = ours / (epoch_s + ours), before / (epoch_s + before)
+    met = "—" if quick else ("yes" if share <= VAL_SHARE_TARGET else "no")
+    return Row(
+        SECTION,
+        f"validation's share of a {recipe_name} epoch ({epoch_s:.1f} s of training), val "
+        f"{n_val:,} images × {CAPTIONS_PER_IMAGE}: rsum {rsum_s:.2f} s every epoch + collapse "
+        f"statistics {collapse_s:.2f} s on {n_collapse} of {cfg.epochs} epochs, vs. both every "
+        f"epoch",
+        f"{100 * share:.1f}% ({ours:.2f} s/epoch)",
+        f"{100 * share_before:.1f}% ({before:.2f} s/epoch)",
+        f"{share_before / share:.1f}×",
+        f"≤ {100 * VAL_SHARE_TARGET:.0f}%" if not quick else "— (quick)",
+        met,
+    )
 
 
 def time_steps(batches, step: Callable[..., None], n_steps: int, warmup: int = 3) -> float:
@@ -191,7 +246,7 @@ def run(quick: bool = False) -> list[Row]:
         return limit.share(step_flops / seconds_per_step / 1e9, dtype)
 
     load = os.getloadavg()[0]
-    ours_s, steps = time_our_epoch(image, text, owner)
+    ours_s, steps, our_model = time_our_epoch(image, text, owner)
     rows.append(
         Row(
             SECTION,
@@ -295,6 +350,9 @@ def run(quick: bool = False) -> list[Row]:
             limit=limit.share(seed_flops / seed_step_s / 1e9),
         )
     )
+    n_val = FLICKR30K_VAL_IMAGES // 10 if quick else FLICKR30K_VAL_IMAGES
+    rows.append(val_share_row(DEFAULT_RECIPE, ours_s, our_model, n_val, quick))
+    rows.append(val_share_row("seed", seed_step_s * seed_epoch_steps, s_model, n_val, quick))
     return rows
 
 

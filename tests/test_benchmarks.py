@@ -41,6 +41,7 @@ from benchmarks import (  # noqa: E402
     bench_quality,
     bench_search,
     bench_train,
+    val_share,
 )
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import (  # noqa: E402
@@ -55,6 +56,7 @@ from benchmarks.common import (  # noqa: E402
     peak_rss_mb,
     time_repeats,
 )
+from xmr_utils.core.train import ModelDir  # noqa: E402
 
 CELL = re.compile(r"^(\d+\.\d{3}) s \((\d+\.\d{3})–(\d+\.\d{3})\)")
 
@@ -289,8 +291,12 @@ def test_train_step_epoch_and_interleaving_run() -> None:
 
     recipe = RECIPES[DEFAULT_RECIPE]
     image, text, owner = bench_train.make_features(40)  # 200 pairs: 1 full batch + 72
-    seconds, steps = bench_train.time_our_epoch(image, text, owner)
+    seconds, steps, trained = bench_train.time_our_epoch(image, text, owner)
     assert steps == 2 and 0 < seconds < 60
+    row = bench_train.val_share_row(DEFAULT_RECIPE, seconds, trained, n_val=8, quick=True)
+    ours, before = (float(cell.split("%")[0]) for cell in (row.ours, row.baseline))
+    assert 0 < ours < before < 100  # fewer collapse statistics, a smaller share
+    assert f"of {recipe.train.epochs} epochs" in row.what
 
     model, loss_fn, optimizer, _ = bench_train._parts(DEFAULT_RECIPE)
     step = bench_train._step_fn(model, loss_fn, optimizer, recipe.optim.grad_clip)
@@ -315,6 +321,24 @@ def test_train_step_epoch_and_interleaving_run() -> None:
     )
     assert set(times) == {"tensor", "dataloader"}
     assert all(0 < t < 60 for t in times.values())
+
+
+def test_val_share_reads_the_histories_of_a_run(tmp_path: Path, capsys) -> None:
+    for name, rows in {
+        "img2txt-seed": [{"epoch": 1, "seconds": 3.0, "val_seconds": 1.0, "val_collapsed": False}],
+        "img2txt-vsepp": [{"epoch": 1, "seconds": 9.0, "val_seconds": 1.0}, {"epoch": 2}],
+    }.items():
+        folder = ModelDir(tmp_path / "run" / "models" / name)
+        folder.create()
+        folder.write_history(rows)
+    assert val_share.main([str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "run/img2txt-seed: 1 epochs, collapse statistics on 1 | 25% (val 1 s of 4 s)" in out
+    assert "run/img2txt-vsepp: 2 epochs, collapse statistics on 0 | 10% (val 1 s of 10 s)" in out
+    assert "run: all models: 3 epochs, collapse statistics on 1 | 14% (val 2 s of 14 s)" in out
+    with pytest.raises(SystemExit):
+        val_share.main([str(tmp_path / "nothing")])
+    assert "no history.jsonl" in capsys.readouterr().err
 
 
 # --- eval ---------------------------------------------------------------------------------

@@ -121,10 +121,8 @@ PARAMETER_RULES: Mapping[str, ParameterRule] = {
     "image_encoder": ParameterRule(
         "a known image encoder", _registry(encoders.build_image_encoders)
     ),
-    "text_encoder": ParameterRule(
-        "a known text encoder, or several joined by +", _registry(encoders.build_text_encoders)
-    ),
-    "batch_size": _at_least(0, " (0: one per device, 32 on a CPU, 128 on a GPU)"),
+    "text_encoder": ParameterRule("a known text encoder", _registry(encoders.build_text_encoders)),
+    "batch_size": _at_least(0, " (0: 32 images per batch on a CPU, 128 on a GPU)"),
     "device": ParameterRule("auto, cpu, or cuda / cuda:N on a machine with a CUDA GPU", _is_device),
     "recipes": ParameterRule("a comma list of known recipes", _registry(parse_recipes)),
     "epochs": _at_least(0, " (0 keeps each recipe's schedule)"),

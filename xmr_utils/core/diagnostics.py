@@ -154,11 +154,11 @@ def norm_share(queries: torch.Tensor, items: torch.Tensor, similarity: str) -> f
 
 
 def _modality(x: torch.Tensor, sample_rows: torch.Tensor, prefix: str) -> dict[str, float]:
-    s = x[sample_rows]
+    s, xd = x[sample_rows], x.double()  # one float64 copy for both all-row statistics
     return {
-        f"{prefix}mean_norm": float(x.double().norm(dim=1).mean()),
+        f"{prefix}mean_norm": float(xd.norm(dim=1).mean()),
         f"{prefix}mean_pairwise_cosine": mean_pairwise_cosine(s),
-        f"{prefix}dim_std_mean": float(x.double().std(dim=0, unbiased=False).mean()),
+        f"{prefix}dim_std_mean": float(xd.std(dim=0, unbiased=False).mean()),
         f"{prefix}effective_rank": effective_rank(s),
         f"{prefix}uniformity": uniformity(s),
     }

@@ -9,7 +9,7 @@ One module per job:
 * :mod:`~xmr_utils.core.train.state` — the live training objects and the loop's bookkeeping
   (:class:`Training`, :class:`TrainState`, :func:`build_training`);
 * :mod:`~xmr_utils.core.train.validation` — val metrics, collapse statistics and the snapshot
-  sample (:func:`validate`, :func:`embed`);
+  sample (:func:`validate`, :func:`embed`, :func:`collapse_epochs`, :func:`val_time_share`);
 * :mod:`~xmr_utils.core.train.model_dir` — the model folder and its file formats
   (:class:`ModelDir`: ``best.pt``, ``last.pt``, ``history.jsonl``, ``snapshots/``);
 * :mod:`~xmr_utils.core.train.loop` — the loop itself (:func:`train_model`, :func:`run_epoch`).
@@ -36,15 +36,19 @@ from xmr_utils.core.train.model_dir import (
 from xmr_utils.core.train.pairs import DIRECTIONS, TrainPairs, check_direction, direction_seed
 from xmr_utils.core.train.state import Training, TrainState, build_training
 from xmr_utils.core.train.validation import (
+    COLLAPSE_EVERY,
     SnapshotSample,
     ValSplit,
+    collapse_epochs,
     embed,
     snapshot_sample,
+    val_time_share,
     validate,
 )
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "COLLAPSE_EVERY",
     "DIRECTIONS",
     "RESUME_FORMAT",
     "CheckedData",
@@ -62,6 +66,7 @@ __all__ = [
     "build_training",
     "check_data",
     "check_direction",
+    "collapse_epochs",
     "data_fingerprint",
     "direction_seed",
     "early_stop_reason",
@@ -71,5 +76,6 @@ __all__ = [
     "run_epoch",
     "snapshot_sample",
     "train_model",
+    "val_time_share",
     "validate",
 ]

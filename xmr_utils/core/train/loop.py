@@ -14,8 +14,10 @@ History rows: ``epoch``, ``loss`` (the epoch's mean batch loss), ``lr`` (at the 
 start), ``seconds``; the loss's own statistics (:meth:`RecordingLoss.epoch_stats
 <xmr_utils.core.losses.RecordingLoss.epoch_stats>`: ``loss_over_margin`` and the triplet
 mechanism, or ``temperature``); the step statistics of :func:`run_epoch` (embedding norms
-and gradient norms per modality); and, on validated epochs, ``val_seconds`` and the ``val_*``
-metrics and collapse statistics (:func:`~xmr_utils.core.train.validation.validate`).
+and gradient norms per modality); on validated epochs ``val_seconds`` (the validation's time)
+and the ``val_*`` metrics; and on the epochs that take them (:func:`~xmr_utils.core.train.
+validation.collapse_epochs`, an early stop, and the best epoch, added when training ends) the
+full ``val_*`` collapse statistics. Readers must tolerate rows without them.
 
 Seeding never touches the caller's global RNG state: the loop runs inside
 ``torch.random.fork_rng`` with ``torch.manual_seed(`` :func:`direction_seed` ``)``. The two
@@ -45,7 +47,16 @@ from xmr_utils.core.train.model_dir import ModelDir, data_fingerprint
 from xmr_utils.core.train.pairs import TrainPairs, check_direction, direction_seed
 from xmr_utils.core.train.state import Training, TrainState
 from xmr_utils.core.train.untrained import UNTRAINED_EPOCH, score_untrained
-from xmr_utils.core.train.validation import SnapshotSample, ValSplit, embed, validate
+from xmr_utils.core.train.validation import (
+    COLLAPSE_EVERY,
+    COLLAPSE_KEY,
+    SnapshotSample,
+    ValSplit,
+    collapse_epochs,
+    embed,
+    val_collapse,
+    val_metrics,
+)
 
 
 @dataclass
@@ -160,7 +171,8 @@ def run_epoch(
 @dataclass(frozen=True)
 class _Run:
     """What stays fixed while one model trains: its recipe and direction, its folder and
-    data fingerprint, the training pairs, the val split and the snapshot sample."""
+    data fingerprint, the training pairs, the val split, the snapshot sample and the epochs
+    that take the collapse statistics."""
 
     recipe: Recipe
     direction: str
@@ -169,6 +181,7 @@ class _Run:
     pairs: TrainPairs
     val: ValSplit
     sample: SnapshotSample
+    collapse_at: frozenset[int]
 
     @classmethod
     def of(
@@ -188,6 +201,7 @@ class _Run:
             TrainPairs.of(data, device, cfg.epoch_pairs),
             ValSplit.of(data),
             SnapshotSample.of(data, cfg.snapshot_images, cfg.seed),
+            collapse_epochs(cfg, COLLAPSE_EVERY),
         )
 
 
@@ -244,7 +258,7 @@ def train_model(
         if not state.finished(recipe.train.epochs):
             run = _Run.of(recipe, direction, folder, checked, dev)
             _train_epochs(run, training, state, history, progress)
-    model, _, meta = folder.load_best(device=device)
+        model, meta = _complete_best(folder, recipe, checked, history, device)
     best_epoch, best_val = int(meta["epoch"]), dict(meta["val"])
     return TrainResult(model, recipe, direction, best_epoch, best_val, history, folder.best)
 
@@ -338,11 +352,45 @@ def _train_epoch(
 
 def _validate(run: _Run, model: DualEncoder, state: TrainState) -> dict[str, Any]:
     """Validate after ``state.epoch`` epochs, keep ``best.pt`` on a new best, update the
-    early-stop count; the ``val_seconds`` and ``val_*`` columns."""
+    early-stop count; the ``val_seconds`` and ``val_*`` columns (the collapse statistics at
+    ``run.collapse_at`` and an early stop)."""
     cfg = run.recipe.train
     start = time.perf_counter()
-    val = validate(model, run.val.image_x, run.val.text_x, run.val.owner, cfg.eval_batch_size)
-    seconds = time.perf_counter() - start
-    if state.validated(state.epoch, val, cfg.patience):
+    img, txt = embed(model, run.val.image_x, run.val.text_x, cfg.eval_batch_size)
+    val = val_metrics(model, img, txt, run.val.owner)
+    best = state.validated(state.epoch, val, cfg.patience)
+    if state.epoch in run.collapse_at or state.stopped:
+        val.update(val_collapse(img, txt, run.val.owner, model.similarity))
+    if best:
+        state.best_val = val
         run.folder.save_best(model, run.recipe, run.direction, state.epoch, val)
-    return {"val_seconds": seconds, **val}
+    return {"val_seconds": time.perf_counter() - start, **val}
+
+
+def _complete_best(
+    folder: ModelDir,
+    recipe: Recipe,
+    data: CheckedData,
+    history: list[dict[str, Any]],
+    device: str,
+) -> tuple[DualEncoder, dict[str, Any]]:
+    """The best model and its checkpoint's metadata, with the collapse statistics of the best
+    epoch: when it was not a collapse epoch they are taken now, from ``best.pt``'s weights
+    (the same embeddings that epoch gave), written into ``best.pt`` and into that epoch's row
+    of ``history`` and ``history.jsonl`` (its ``val_seconds`` grows by their time)."""
+    model, _, meta = folder.load_best(device=device)
+    if COLLAPSE_KEY in meta["val"]:
+        return model, meta
+    start = time.perf_counter()
+    val = ValSplit.of(data)
+    img, txt = embed(model, val.image_x, val.text_x, recipe.train.eval_batch_size)
+    stats = val_collapse(img, txt, val.owner, model.similarity)
+    epoch, best_val = int(meta["epoch"]), {**meta["val"], **stats}
+    folder.save_best(model, recipe, meta["direction"], epoch, best_val)
+    seconds = time.perf_counter() - start
+    for row in history:
+        if row["epoch"] == epoch:
+            row.update(stats)
+            row["val_seconds"] = row.get("val_seconds", 0.0) + seconds
+    folder.write_history(history)
+    return model, {**meta, "val": best_val}

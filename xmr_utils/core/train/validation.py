@@ -1,10 +1,14 @@
 """What training measures on the val split: metrics, collapse statistics, snapshot samples.
 
 After each epoch (every ``eval_every``) the val split is embedded and scored
-(:func:`xmr_utils.core.metrics.retrieval_metrics`,
-:func:`xmr_utils.core.diagnostics.collapse_stats`); at the epochs
-``recipe.train.snapshot_schedule()`` names, a fixed sample of val images and their captions
-is embedded for the training snapshots (:class:`SnapshotSample`).
+(:func:`xmr_utils.core.metrics.retrieval_metrics`: rsum selects the best epoch). The full
+collapse statistics (:func:`xmr_utils.core.diagnostics.collapse_stats`) cost several times
+the metrics (a seed-recipe epoch on Flickr8k: ~13 s of them beside ~13 s of training), so
+the loop takes them only at :func:`collapse_epochs` (every :data:`COLLAPSE_EVERY` epochs, the
+snapshot epochs and the last), at an early stop, and for the best epoch once training ends:
+every statistic recorded is the full computation, exactly as before, on fewer epochs. At
+the epochs ``recipe.train.snapshot_schedule()`` names, a fixed sample of val images and
+their captions is embedded for the training snapshots (:class:`SnapshotSample`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xmr_utils.core.config import TrainConfig
 from xmr_utils.core.data.views import SplitView
 from xmr_utils.core.diagnostics import collapse_stats
+from xmr_utils.core.errors import XmrError
 from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.metrics import retrieval_metrics
 from xmr_utils.core.train.inputs import CheckedData
+
+#: The loop takes the full collapse statistics every this many epochs (besides the snapshot
+#: epochs, the last one, an early stop and the best epoch): :func:`collapse_epochs`.
+COLLAPSE_EVERY: int = 20
+
+#: The key whose presence marks a validation that carries the collapse statistics.
+COLLAPSE_KEY: str = "val_collapsed"
+
+
+def collapse_epochs(cfg: TrainConfig, every: int = COLLAPSE_EVERY) -> frozenset[int]:
+    """The 1-based epochs whose validation takes the full collapse statistics: every
+    ``every``-th, those of ``cfg.snapshot_schedule()`` (their panels show the statistics) and
+    the last. The loop adds an early stop's epoch and, after training, the best one.
+
+    E.g. 50 epochs with the default snapshots (1, 17, 34, 50): ``{1, 17, 20, 34, 40, 50}``.
+    """
+    if int(every) < 1:
+        raise XmrError(f"collapse statistics every {every} epochs: it must be >= 1")
+    return frozenset(
+        {*range(int(every), cfg.epochs + 1, int(every)), *cfg.snapshot_schedule(), cfg.epochs}
+    )
+
+
+def val_time_share(rows: list[dict[str, Any]]) -> float:
+    """Validation's share of the training time in history ``rows``:
+    ``sum(val_seconds) / sum(seconds + val_seconds)`` (rows without ``val_seconds`` count as
+    no validation; NaN without any time)."""
+    train = sum(float(r.get("seconds", 0.0)) for r in rows)
+    val = sum(float(r.get("val_seconds", 0.0)) for r in rows)
+    return val / (train + val) if train + val > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -96,21 +132,40 @@ def _flat(prefix: str, stats: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def val_metrics(
+    model: DualEncoder, img: np.ndarray, txt: np.ndarray, owner: np.ndarray
+) -> dict[str, Any]:
+    """Retrieval metrics (``val_rsum`` ...) of the embeddings ``img [n, D]`` and
+    ``txt [m, D]`` under ``model``'s score; ``owner [m]`` maps captions to rows of ``img``."""
+    scores = model.scores(torch.from_numpy(img), torch.from_numpy(txt))
+    return _flat("val_", retrieval_metrics(scores, owner))
+
+
+def val_collapse(
+    img: np.ndarray, txt: np.ndarray, owner: np.ndarray, similarity: str
+) -> dict[str, Any]:
+    """The full collapse statistics (``val_effective_rank`` ..., ``val_collapsed``) of the
+    embeddings ``img [n, D]`` and ``txt [m, D]``; they draw their sample from their own seeded
+    generator, never from the streams training uses."""
+    return _flat("val_", collapse_stats(img, txt, owner, similarity=similarity))
+
+
 def validate(
     model: DualEncoder,
     image_feats: np.ndarray,
     text_feats: np.ndarray,
     owner: np.ndarray,
     batch_size: int = 4096,
+    collapse: bool = True,
 ) -> dict[str, Any]:
-    """Val metrics and collapse statistics of ``model``, keys prefixed ``val_``.
+    """Val metrics and (``collapse``) collapse statistics of ``model``, keys prefixed ``val_``.
 
     ``image_feats [n, Di]`` and ``text_feats [m, Dt]`` are the split's rows; ``owner [m]``
     maps captions to rows of ``image_feats``.
     """
 
     img, txt = embed(model, image_feats, text_feats, batch_size)
-    scores = model.scores(torch.from_numpy(img), torch.from_numpy(txt))
-    metrics = retrieval_metrics(scores, owner)
-    collapse = collapse_stats(img, txt, owner, similarity=model.similarity)
-    return {**_flat("val_", metrics), **_flat("val_", collapse)}
+    out = val_metrics(model, img, txt, owner)
+    if collapse:
+        out.update(val_collapse(img, txt, owner, model.similarity))
+    return out
