@@ -7,6 +7,7 @@ tests/app/test_lab_browser.py starts JupyterLab with this file too.
 
 import logging
 import sys
+import webbrowser
 from pathlib import Path
 
 import zmq
@@ -36,6 +37,13 @@ c.ServerApp.jpserver_extensions = {"voila.server_extension": False}
 # its token, so starting as root needs no flag (jupyter_server otherwise stops at start-up).
 c.ServerApp.allow_root = True
 c.ServerApp.ip = "127.0.0.1"
+
+# A container has no desktop browser: jupyter_server would warn "No web browser found" at every
+# start. Where Python finds none, it does not try (the URL with its token is printed either way).
+try:
+    webbrowser.get()
+except webbrowser.Error:
+    c.ServerApp.open_browser = False
 
 # Kernels talk to the server over ZeroMQ on loopback TCP. ipykernel warns at every start that
 # this is unencrypted; the installed kernelspec declares CurveZMQ support, so let the kernel

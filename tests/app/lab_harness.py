@@ -2,7 +2,8 @@
 
 Chromium is Debian's (``apt-get install -y chromium``), driven by Playwright for Python pointed
 at that binary: nothing is downloaded. :func:`skip_reason` says why the tests cannot run here
-(no Chromium, no Playwright), so ``make test`` skips them with that reason instead of failing.
+(no Chromium, no Playwright), so ``make test`` skips them with that reason instead of failing —
+except in CI (:func:`in_ci`), where they fail with it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ TEST_USER_SETTINGS = {
 def chromium_path() -> str | None:
     """``$XMR_CHROMIUM``, else ``chromium`` on the PATH (Debian: /usr/bin/chromium)."""
     return os.environ.get("XMR_CHROMIUM") or shutil.which("chromium")
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI`` set, as CI services and ``.ci/run`` callers set it):
+    there the browser tests must run, so a missing Chromium or Playwright fails them."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def skip_reason() -> str:

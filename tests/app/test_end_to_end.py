@@ -43,6 +43,19 @@ def test_pipeline_runs_every_notebook(smoke_project: SmokeProject) -> None:
     assert metrics["caveat"] == ""  # reported on test, not on the selection split
     assert json.loads((run_dir / "finished.json").read_text())["notebook_seconds"]
     assert "rsum" in done.stdout  # the summary table
+    assert "without encryption" not in done.stdout + done.stderr  # Curve-keyed kernels
+
+    # the executed 06 keeps the query browser's widget state, so it reopens drawn, not with
+    # "Error displaying widget: model not found"
+    book = json.loads((run_dir / "executed" / "06_query_browser.ipynb").read_text())
+    state = book["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    views = [
+        out["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for cell in book["cells"]
+        for out in cell.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    ]
+    assert views and set(views) <= set(state)
 
     # a finished run is never overwritten: a second pipeline into it is refused
     cmd = [*smoke_project.cmd, "--run-dir", str(run_dir)]

@@ -83,3 +83,30 @@ def test_executed_copies_are_signed_so_lab_renders_their_widgets(
     monkeypatch.setattr(NotebookNotary, "sign", locked)
     runner.trust_notebook(path)  # a store that cannot be written costs the trust, not the run
     assert "06.ipynb is not signed (database is locked)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("has_browser", [True, False])
+def test_make_lab_config_needs_no_flag_as_root_and_opens_a_browser_only_where_one_is(
+    has_browser: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """configs/jupyter_lab_config.py, read as `jupyter lab --config=...` reads it: project
+    root, root user allowed, loopback only, sealed runs; no "No web browser found" warning in
+    a container (Python finds no browser there, so the server does not try one)."""
+    import webbrowser
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    def get(using: str | None = None) -> object:
+        if not has_browser:
+            raise webbrowser.Error("could not locate runnable browser")
+        return object()
+
+    monkeypatch.setattr(webbrowser, "get", get)
+    root = Path(__file__).resolve().parents[2]
+    config = PyFileConfigLoader("jupyter_lab_config.py", path=str(root / "configs")).load_config()
+    server = config.ServerApp
+    assert Path(server.root_dir) == root and server.allow_root is True
+    assert server.ip == "127.0.0.1"
+    assert server.contents_manager_class == "xmr_utils.app.lab.SealedRunsContentsManager"
+    assert ("open_browser" in server) is not has_browser
+    assert has_browser or server.open_browser is False

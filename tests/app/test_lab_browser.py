@@ -5,8 +5,10 @@ runs notebooks 06 (the query browser on that run) and 00 (a new run) in the page
 what a person would see: notebooks open unmodified, figures are images (never the text
 ``<Figure size ...>``), typing a caption shows thumbnails, picking an image shows captions,
 changing the model answers again, an executed copy reopens with its figures and its widget
-(no "Error displaying widget"), and the server log holds no warning. Screenshots go to
-``outputs/browser-test/``. Skipped, with the reason, where Chromium or Playwright is missing.
+(no "Error displaying widget"), the executed 07 opens clean with its "how to make a ladder"
+note, and the server log holds no warning. Screenshots go to
+``outputs/browser-test/``. Skipped, with the reason, where Chromium or Playwright is missing;
+in CI (``CI`` set) that fails instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ from lab_harness import (
     LabServer,
     SmokeProject,
     chromium_page,
+    in_ci,
     lab_server,
     open_notebook,
     opens_unmodified,
@@ -36,11 +40,19 @@ from lab_harness import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(bool(skip_reason()), reason=skip_reason() or "runs"),
+    pytest.mark.skipif(bool(skip_reason()) and not in_ci(), reason=skip_reason() or "runs"),
 ]
 
 SHOTS = ROOT / "outputs" / "browser-test"
 CAPTION = "a blue square on a grey background"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def browser_in_ci() -> None:
+    """In CI a missing Chromium or Playwright is an error, not a skip (``.ci/run`` installs
+    Chromium); session-scoped and autouse, so it fails before the smoke run is made."""
+    if skip_reason():
+        pytest.fail(f"CI is set, but the browser tests cannot run: {skip_reason()}")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +97,21 @@ def _contents(server: LabServer, path: str) -> dict[str, Any]:
     url = f"{server.url}/api/contents/{path}?content=0&token={server.token}"
     with urllib.request.urlopen(url, timeout=30) as reply:
         return json.loads(reply.read())
+
+
+def _save_status(server: LabServer, path: str) -> tuple[int, str]:
+    """What the server answers to saving ``path`` with its own content (the request
+    JupyterLab sends on File > Save): the HTTP status and the message."""
+    url = f"{server.url}/api/contents/{path}?token={server.token}"
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        model = json.loads(reply.read())
+    body = json.dumps({k: model[k] for k in ("type", "format", "content")}).encode()
+    request = urllib.request.Request(url, data=body, method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, ""
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read()).get("message", "")
 
 
 def _texts(scope: Any, selector: str) -> list[str]:
@@ -227,6 +254,13 @@ def test_figures_inline_live_and_in_executed_copies(
     saved.scroll_into_view_if_needed()
     _shot(page, "06-executed-widget")
 
+    panel = open_notebook(page, server, f"{executed}/07_why_collapse.ipynb")
+    assert opens_unmodified(page), "the executed 07 opened modified"
+    _figure_checks(panel, at_least=0)  # no ladder in a smoke home: the note says how to make one
+    note = " ".join(panel.locator(".jp-RenderedMarkdown").all_inner_texts())
+    assert "No collapse-ladder results" in note and "make bench-collapse" in note, note
+    _shot(page, "07-executed-no-ladder")
+
     assert _contents(server, f"{executed}/06_query_browser.ipynb")["writable"] is False
     assert _contents(server, "notebooks/06_query_browser.ipynb")["writable"] is True
     assert _files(run) == sealed, "a notebook wrote into the finished run"
@@ -239,3 +273,7 @@ def test_figures_inline_live_and_in_executed_copies(
     unsigned = re.compile(r"Notebook notebooks/\d\d_\w+\.ipynb is not trusted$")
     warnings = [w for w in log.splitlines() if w.startswith("[W ") and not unsigned.search(w)]
     assert not warnings, warnings
+    # last (the server logs the refusal as a warning): JupyterLab's save of an executed copy
+    status, message = _save_status(server, f"{executed}/06_query_browser.ipynb")
+    assert status == 403 and "read-only" in message and "Save As" in message, (status, message)
+    assert _files(run) == sealed, "a save wrote into the finished run"
