@@ -81,7 +81,7 @@ def run(quick: bool = False) -> list[Row]:
     rows = [
         Row(
             "e2e",
-            f"`{preset}` pipeline, cold caches, 7 notebooks",
+            f"`{preset}` pipeline, cold caches, {len(per_notebook)} notebooks",
             f"{total:.0f} s",
             target=f"≤ {DEMO_TARGET_S:.0f} s" if preset == "demo" else "—",
             met=("yes" if total <= DEMO_TARGET_S else "no") if preset == "demo" else "—",
