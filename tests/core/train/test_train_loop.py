@@ -586,7 +586,15 @@ def test_history_rows_hold_each_losss_own_statistics(tmp_path: Path) -> None:
     assert "active_triplets" not in row and row["pos_similarity"] > row["neg_similarity"]
 
 
-def test_an_early_stop_ends_the_bar_full_and_says_why(tmp_path: Path, capsys) -> None:
+def test_an_early_stop_ends_the_bar_full_and_says_why(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tqdm.auto
+    import tqdm.std
+
+    # the console bar: tqdm.auto picks the widget bar once an IPython shell exists in the
+    # process (earlier tests in the suite create one), and that bar writes no text to stderr
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.std.tqdm)
     recipe = small(**{"train.epochs": 10, "train.patience": 2, "optim.lr": 1e-12})
     data = TrainData(**synthetic())
     result = train_model(recipe, "img2txt", data, tmp_path, progress=True)
