@@ -20,11 +20,13 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 #: Environment variable through which ``benchmarks/run.py`` hands the measured limit on.
 LIMIT_ENV = "XMR_BENCH_LIMIT"
 #: ``(m, k, n)`` of the product that measures the limit.
 LIMIT_SHAPE: tuple[int, int, int] = (4096, 1024, 4096)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,14 @@ class Limit:
     fp32: float
     bf16: float
     threads: int
+    #: Where it was measured, when not in the run's ``limit`` section (said in every share).
+    where: str = ""
 
     def share(self, gflops: float, dtype: str = "fp32") -> str:
         """``"93% (183 of 197 GFLOP/s fp32)"``: ``gflops`` as a share of the ``dtype`` limit."""
         limit = getattr(self, dtype)
-        return f"{100 * gflops / limit:.0f}% ({gflops:.0f} of {limit:.0f} GFLOP/s {dtype})"
+        where = f", {self.where}" if self.where else ""
+        return f"{100 * gflops / limit:.0f}% ({gflops:.0f} of {limit:.0f} GFLOP/s {dtype}{where})"
 
 
 def matmul_gflops(dtype_name: str, repeats: int = 7) -> tuple[float, float]:
@@ -108,6 +113,22 @@ def machine_limit() -> Limit:
     if os.environ.get(LIMIT_ENV):
         return Limit(**json.loads(os.environ[LIMIT_ENV]))
     return Limit(matmul_gflops("fp32")[0], matmul_gflops("bf16")[0], torch.get_num_threads())
+
+
+def limit_around(run: Callable[[], T]) -> tuple[T, Limit]:
+    """``run()``'s result and the fp32 limit measured right before and right after it (the
+    faster of the two; bf16 and threads from :func:`machine_limit`).
+
+    This host's matrix-product speed drifts by up to ~30% over minutes (224 and 308 GFLOP/s
+    in two runs half an hour apart), so a long row is held against the limit of its own
+    minutes rather than the ``limit`` section's.
+    """
+    before = matmul_gflops("fp32")[0]
+    result = run()
+    after = matmul_gflops("fp32")[0]
+    base = machine_limit()
+    where = f"the faster of {before:.0f} before and {after:.0f} after this row"
+    return result, Limit(max(before, after), base.bf16, base.threads, where)
 
 
 def count_flops(fn: Callable[[], object]) -> float:

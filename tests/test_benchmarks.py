@@ -41,6 +41,7 @@ from benchmarks import (  # noqa: E402
     bench_quality,
     bench_search,
     bench_train,
+    common,
     val_share,
 )
 from benchmarks import run as bench_run  # noqa: E402
@@ -88,7 +89,7 @@ def cell_seconds(cell: str) -> tuple[float, float, float]:
 
 def share_of_limit(cell: str) -> float:
     """The percentage of a :meth:`Limit.share` cell, checked against the GFLOP/s it states."""
-    m = re.fullmatch(r"(\d+)% \((\d+) of (\d+) GFLOP/s (fp32|bf16)\)", cell)
+    m = re.fullmatch(r"(\d+)% \((\d+) of (\d+) GFLOP/s (fp32|bf16)(, the faster of .*)?\)", cell)
     assert m, cell
     pct, got, limit = (int(x) for x in m.groups()[:3])
     assert limit > 0 and abs(pct - 100 * got / limit) <= 100 / limit + 1
@@ -205,7 +206,7 @@ def test_runner_hands_the_limit_to_later_sections(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(bench_run, "run_section", fake_section)
     bench_run.run_sections([], quick=False)
     assert seen[0] == ("limit", None)
-    assert json.loads(seen[1][1]) == {"fp32": 190.0, "bf16": 700.0, "threads": 2}
+    assert json.loads(seen[1][1]) == {"fp32": 190.0, "bf16": 700.0, "threads": 2, "where": ""}
     assert LIMIT_ENV not in os.environ  # restored afterwards
 
 
@@ -383,7 +384,7 @@ def test_bench_eval_small_and_scale_on_tiny_sizes() -> None:
     check_rows(rows, bench_eval.SECTION)
     (row,) = rows
     assert "20 x 100 x 1024-d" in row.what
-    assert "seed-style numbers agree: yes" in row.what
+    assert "seed-style numbers agree (float64): yes" in row.what
     cell_seconds(row.ours)
     cell_seconds(row.baseline)
     ratio_value(row.ratio)
@@ -805,4 +806,17 @@ def test_keep_reads_back_the_rows_of_cases_not_rerun() -> None:
         now,
         [by_name["infonce"]],
         [],
+    )
+
+
+def test_limit_around_takes_the_faster_measurement_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    speeds = iter([(200.0, 190.0), (250.0, 240.0)])
+    monkeypatch.setattr(common, "matmul_gflops", lambda dtype: next(speeds))
+    monkeypatch.setattr(common, "machine_limit", lambda: common.Limit(210.0, 800.0, 2))
+    result, limit = common.limit_around(lambda: "ran")
+    assert result == "ran" and (limit.fp32, limit.bf16, limit.threads) == (250.0, 800.0, 2)
+    assert limit.share(225.0) == (
+        "90% (225 of 250 GFLOP/s fp32, the faster of 200 before and 250 after this row)"
     )

@@ -28,7 +28,7 @@ def collapse_regime() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def score_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test on both paths: ``torch`` (small inputs: torch ops on full-width blocks) and
     ``fused`` (tiles + numba scan, forced on with tiny tiles so that tests with a few dozen
-    rows still cross tile, group and thread boundaries and split rows between 2 threads)."""
+    rows still cross tile, group and thread boundaries)."""
     if request.param == "fused":
         from xmr_utils.core import retrieval, tiles
 
@@ -37,5 +37,4 @@ def score_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setattr(tiles, "TILE_COLS", 7)
         monkeypatch.setattr(tiles, "MIN_TILE_COLS", 4)
         monkeypatch.setattr(tiles, "SMALL_BLOCK_ROWS", 1)
-        monkeypatch.setattr(tiles, "MIN_SPLIT_ROWS", 2)
     return request.param

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
-import torch
 
 from xmr_utils.core import scan
 
@@ -141,27 +141,37 @@ def test_workers_split_rows_into_contiguous_ranges(
     assert all(seen[i][2] == seen[i + 1][1] for i in range(parts - 1))
 
 
-def test_run_team_runs_every_worker_and_restores_torch_threads() -> None:
-    before = torch.get_num_threads()
-    seen: list[tuple[int, int]] = []
+def test_background_workers_run_every_range_off_the_callers_thread() -> None:
+    seen: list[tuple[int, int, int, str]] = []
+    lock = threading.Lock()
 
-    def work(w: int, barrier: threading.Barrier) -> None:
-        seen.append((w, torch.get_num_threads()))
-        barrier.wait()
+    def fn(w: int, a: int, b: int) -> None:
+        with lock:
+            seen.append((w, a, b, threading.current_thread().name))
 
-    scan.run_team(3, work)
-    assert sorted(seen) == [(0, 1), (1, 1), (2, 1)]  # torch single-threaded inside
-    assert torch.get_num_threads() == before
+    with scan.Workers(2, background=True) as pool:
+        pool.start(fn, 10, 10**5)
+        pool.wait()
+        assert sorted(s[:3] for s in seen) == [(0, 0, 5), (1, 5, 10)]
+        pool.start(fn, 4, 10)  # small: one range
+    assert (0, 0, 4) in [s[:3] for s in seen]  # __exit__ waited for it
+    assert all(s[3].startswith("xmr-scan") for s in seen)
 
 
-def test_run_team_raises_the_first_real_error_without_hanging() -> None:
-    before = torch.get_num_threads()
+def test_start_waits_for_the_previous_ranges_and_wait_raises_their_error() -> None:
+    order: list[str] = []
 
-    def work(w: int, barrier: threading.Barrier) -> None:
-        if w == 1:
-            raise ValueError("worker 1 failed")
-        barrier.wait()  # would wait forever if the barrier were not broken
+    def slow(w: int, a: int, b: int) -> None:
+        time.sleep(0.2)
+        order.append("slow")
 
-    with pytest.raises(ValueError, match="worker 1 failed"):
-        scan.run_team(2, work)
-    assert torch.get_num_threads() == before
+    def fails(w: int, a: int, b: int) -> None:
+        order.append("next")
+        raise ValueError("range failed")
+
+    with scan.Workers(2, background=True) as pool:
+        pool.start(slow, 1, 1)
+        pool.start(fails, 1, 1)  # waits for `slow` first
+        with pytest.raises(ValueError, match="range failed"):
+            pool.wait()
+    assert order == ["slow", "next"]

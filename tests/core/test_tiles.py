@@ -1,8 +1,8 @@
 """xmr_utils.core.tiles: the tiling covers the matrix once, and every score keeps its bits.
 
 The bit test is the assumption the fast paths stand on: within MKL's large kernel a score
-does not depend on the shape or position of the product it was computed in. It runs the
-tiles exactly as the workers do (pieces of a group's rows, torch single-threaded) against
+does not depend on the shape or position of the product it was computed in. It computes
+the tiles exactly as the fast paths do (:func:`tiles_in_order`, torch's threads) against
 the full-width blocks of ``checked_score_blocks`` on random floats, where any change of
 summation order would show.
 """
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from xmr_utils.core import retrieval, tiles
-from xmr_utils.core.tiles import Buffer, ScoreTiles, score_groups, split_rows
+from xmr_utils.core.tiles import Buffer, ScoreTiles, score_groups, tiles_in_order
 
 
 def covered(groups: list[tiles.Group], n_q: int, n_items: int) -> np.ndarray:
@@ -63,15 +63,6 @@ def test_score_groups_at_flickr30k_scale() -> None:
     assert all(1024 <= g.r1 - g.r0 <= 2048 for g in groups)
 
 
-def test_split_rows_pieces_are_large_or_empty() -> None:
-    assert [split_rows(0, 2000, 2, w) for w in range(3)] == [(0, 1000), (1000, 2000), (2000, 2000)]
-    assert [split_rows(100, 400, 4, w) for w in range(2)] == [
-        (100, 400),
-        (400, 400),
-    ]  # 300 rows: 1 piece
-    assert split_rows(0, 100, 8, 0) == (0, 100)  # never below MIN_SPLIT_ROWS unless whole
-
-
 def test_buffer_grows_and_reuses() -> None:
     buf = Buffer(torch.float32)
     a = buf.view(3, 4)
@@ -110,14 +101,20 @@ def test_tiles_are_bit_identical_to_full_width_blocks(
     )
     st = ScoreTiles(qc, itc, similarity == "neg_sqeuclidean")
     got = torch.full_like(want, torch.nan)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # as inside scan.run_team
-    try:
-        for g in score_groups(n_q, 4100, rows):
-            for w in range(2 if g.split else 1):
-                r0, r1 = split_rows(g.r0, g.r1, 2, w) if g.split else (g.r0, g.r1)
-                for c0, c1 in g.cols:
-                    got[r0:r1, c0:c1] = st.compute(r0, r1, c0, c1, Buffer(dtype))
-    finally:
-        torch.set_num_threads(previous)
+    for g, c0, tile in tiles_in_order(st, score_groups(n_q, 4100, rows)):
+        got[g.r0 : g.r1, c0 : c0 + tile.shape[1]] = tile
     assert torch.equal(got, want)
+
+
+def test_tiles_in_order_keep_a_tile_valid_while_the_next_is_computed() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q, it = torch.randn(300, 16, generator=gen), torch.randn(5000, 16, generator=gen)
+    groups = score_groups(300, 5000, 150)
+    full = retrieval.score_matrix(q, it, "dot")
+    previous = None
+    for g, c0, tile in tiles_in_order(ScoreTiles(q, it, False), groups):
+        if previous is not None:  # the one before is intact until the one after this
+            pg, pc0, ptile = previous
+            assert torch.equal(ptile, full[pg.r0 : pg.r1, pc0 : pc0 + ptile.shape[1]])
+        previous = (g, c0, tile)
+    assert previous is not None and len([c for g in groups for c in g.cols]) > 2

@@ -3,8 +3,8 @@
 What is computed is what :mod:`xmr_utils.core.metrics` defines -- per image, the rank of its
 best own caption and its top-k captions; per caption, how many images score above its owner
 (tie rule: lower index first) -- but every score is read once by the kernels of
-:mod:`xmr_utils.core.scan`, right after the matrix product wrote its tile
-(:mod:`xmr_utils.core.tiles`), on the thread that computed it.
+:mod:`xmr_utils.core.scan`, while the matrix product computes the next tile
+(:mod:`xmr_utils.core.tiles`).
 
 A score is compared with its row's reference (the image's best own caption) and its column's
 (the caption's true pair) before both are known exactly: the true-pair scores of rows not yet
@@ -20,14 +20,13 @@ materialised matrix (tests compare them, ties included).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from xmr_utils.core import scan
-from xmr_utils.core.tiles import Buffer, Group, ScoreTiles, score_groups, split_rows
+from xmr_utils.core.tiles import Group, ScoreTiles, score_groups, tiles_in_order
 
 #: Most band entries (per kind, all workers together) before the exact second pass.
 MAX_BAND_ENTRIES: int = 2**24
@@ -209,56 +208,33 @@ class _RankScan:
         return RankArrays(np.where(self.has, row_cnt, 0), self.topk, col_cnt)
 
 
-def _scan_split(state: _RankScan, tiles: ScoreTiles, groups: list[Group], exact: bool) -> None:
-    """The split groups: every worker computes and scans its own rows of each tile."""
-    if not groups:
-        return
-
-    def work(w: int, barrier: threading.Barrier) -> None:
-        buf = Buffer(tiles.items.dtype)
-        for group in groups:
-            ra, rb = split_rows(group.r0, group.r1, state.workers, w)
-            owned = state.owned(ra, rb)
-            state.start_rows(ra, rb)
-            for c0, c1 in group.cols:
-                tile = tiles.compute(ra, rb, c0, c1, buf).numpy() if rb > ra else None
-                if tile is not None and not exact:
-                    state.take_targets(tile, ra, c0, owned)
-                    if len(group.cols) == 1:
-                        state.set_rows_exact(ra, rb)
-                barrier.wait()  # every column of the tile now has its reference
-                if tile is not None:
-                    state.scan(w, tile, (0, rb - ra), (ra, c0), state.n_img if exact else group.r1)
-
-    scan.run_team(state.workers, work)
-
-
-def _scan_whole(state: _RankScan, tiles: ScoreTiles, groups: list[Group], exact: bool) -> None:
-    """The blocks kept whole: torch computes each, then the workers scan its rows."""
-    with scan.Workers(state.workers) as pool:
-        for group in groups:
-            below = state.n_img if exact else group.r1
-            state.start_rows(group.r0, group.r1)
-            owned = state.owned(group.r0, group.r1)
-            for c0, tile in tiles.group(group):
-                t = tile.numpy()
-                if not exact:
-                    state.take_targets(t, group.r0, c0, owned)
-                    if len(group.cols) == 1:
-                        state.set_rows_exact(group.r0, group.r1)
-                pool.run(  # defaults bind the loop's values; mypy cannot type such a lambda
-                    lambda w, a, b, t=t, at=(group.r0, c0), e=below: state.scan(  # type: ignore[misc]
-                        w, t, (a, b), at, e
-                    ),
-                    t.shape[0],
-                    t.shape[1],
-                )
-
-
 def _scan_tiles(state: _RankScan, tiles: ScoreTiles, groups: list[Group], exact: bool) -> None:
-    """One pass over every tile, in row order. ``exact``: references are all known."""
-    _scan_split(state, tiles, [g for g in groups if g.split], exact)
-    _scan_whole(state, tiles, [g for g in groups if not g.split], exact)
+    """One pass over every tile, in row order. ``exact``: references are all known.
+
+    torch computes each tile with all its threads while the workers scan the previous one
+    (:func:`~xmr_utils.core.tiles.tiles_in_order`, :class:`~xmr_utils.core.scan.Workers`
+    ``background``); a tile's exact references are taken once the scan before it finished.
+    """
+    owned = np.empty(0, np.int64)
+    with scan.Workers(state.workers, background=True) as pool:
+        for group, c0, tile in tiles_in_order(tiles, groups):
+            t = tile.numpy()
+            pool.wait()
+            if c0 == group.cols[0][0]:
+                state.start_rows(group.r0, group.r1)
+                owned = state.owned(group.r0, group.r1)
+            if not exact:
+                state.take_targets(t, group.r0, c0, owned)
+                if len(group.cols) == 1:
+                    state.set_rows_exact(group.r0, group.r1)
+            below = state.n_img if exact else group.r1
+            pool.start(  # defaults bind the loop's values; mypy cannot type such a lambda
+                lambda w, a, b, t=t, at=(group.r0, c0), e=below: state.scan(  # type: ignore[misc]
+                    w, t, (a, b), at, e
+                ),
+                t.shape[0],
+                t.shape[1],
+            )
 
 
 def ranks_from_embeddings(

@@ -42,12 +42,11 @@ from xmr_utils.core import scan
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.similarity import check_similarity
 from xmr_utils.core.tiles import (
-    Buffer,
     ScoreTiles,
     dots_to_neg_sqeuclidean,
     score_groups,
-    split_rows,
     sq_norms,
+    tiles_in_order,
 )
 
 BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
@@ -364,24 +363,12 @@ def _fused_topk(
     tiles = ScoreTiles(q, it, similarity == "neg_sqeuclidean")
     groups = score_groups(q.shape[0], it.shape[0], rows)
     topk_rows = scan.kernels().topk_rows
-    n_threads = max(1, torch.get_num_threads())
-
-    def work(w: int, _barrier: object) -> None:  # rows are independent: no barrier needed
-        buf = Buffer(it.dtype)
-        for group in (g for g in groups if g.split):
-            ra, rb = split_rows(group.r0, group.r1, n_threads, w)
-            for c0, c1 in group.cols if rb > ra else ():
-                tile = tiles.compute(ra, rb, c0, c1, buf).numpy()
-                topk_rows(tile, (0, rb - ra, ra, c0), vals[ra:rb], idx[ra:rb])
-
-    scan.run_team(n_threads, work)
-    with scan.Workers(n_threads) as pool:
-        for group in (g for g in groups if not g.split):
-            for c0, tile in tiles.group(group):
-                t, v, i = tile.numpy(), vals[group.r0 : group.r1], idx[group.r0 : group.r1]
-                pool.run(  # defaults bind the loop's values; mypy cannot type such a lambda
-                    lambda _w, a, b, t=t, c0=c0, v=v, i=i: topk_rows(t, (a, b, 0, c0), v, i),  # type: ignore[misc]
-                    t.shape[0],
-                    t.shape[1],
-                )
+    with scan.Workers(max(1, torch.get_num_threads()), background=True) as pool:
+        for group, c0, tile in tiles_in_order(tiles, groups):  # the next is computed meanwhile
+            t, v, i = tile.numpy(), vals[group.r0 : group.r1], idx[group.r0 : group.r1]
+            pool.start(  # defaults bind the loop's values; mypy cannot type such a lambda
+                lambda _w, a, b, t=t, c0=c0, v=v, i=i: topk_rows(t, (a, b, 0, c0), v, i),  # type: ignore[misc]
+                t.shape[0],
+                t.shape[1],
+            )
     return torch.from_numpy(vals), torch.from_numpy(idx)

@@ -24,27 +24,26 @@ Rank counting, for every score ``v`` at ``(g, c)``:
 :func:`_rank_fast` does the counting for all scores in a branch-free loop over chunks of
 :data:`CHUNK` scores that the compiler vectorises, and marks the chunks that hold something
 rare -- a top-k candidate, a tie, a band entry; :func:`_topk_slow` and :func:`_band_slow`
-revisit only those, score by score. Kernels release the GIL; :class:`Workers` and
-:func:`run_team` run disjoint rows on threads. numba is imported on first use (compiled
+revisit only those, score by score. Kernels release the GIL; :class:`Workers` runs disjoint
+rows on threads. numba is imported on first use (compiled
 kernels are cached on disk, so only the first use on a machine compiles).
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import torch
 
 #: Scores per vectorised chunk of :func:`_rank_fast`.
 CHUNK: int = 64
-#: The same for :func:`_topk_rows`, where the early chunks of every row hold candidates.
-TOPK_CHUNK: int = 32
+#: The same for :func:`_topk_rows` (32 ran at half the speed: a chunk's check costs as much as
+#: its scores once candidates are rare; early chunks, which all hold some, are few).
+TOPK_CHUNK: int = 64
 #: Below this many scores a tile is scanned on the calling thread alone.
 MIN_PARALLEL_SCORES: int = 1 << 16
 
@@ -213,71 +212,64 @@ def kernels() -> SimpleNamespace:
 
 
 class Workers:
-    """Splits the rows of a tile into contiguous ranges, one per thread (the caller's
-    thread takes the first), and waits for all of them. Use as a context manager."""
+    """Splits the rows of a tile into contiguous ranges, one per thread, and waits for all of
+    them. Use as a context manager.
 
-    def __init__(self, n_threads: int) -> None:
+    By default the caller's thread takes the first range (:meth:`run`). With ``background``
+    every range runs on a thread of the pool, so the caller can go on while they do
+    (:meth:`start`, then :meth:`wait`): the tiled paths compute the next tile with torch's
+    threads while the kernels read the previous one, and no core idles or spins meanwhile.
+    """
+
+    def __init__(self, n_threads: int, background: bool = False) -> None:
         self.n_threads = max(1, int(n_threads))
+        self.background = background
         self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[Any]] = []
 
     def __enter__(self) -> Workers:
-        if self.n_threads > 1:
-            self._pool = ThreadPoolExecutor(self.n_threads - 1, thread_name_prefix="xmr-scan")
+        size = self.n_threads if self.background else self.n_threads - 1
+        if size > 0:
+            self._pool = ThreadPoolExecutor(size, thread_name_prefix="xmr-scan")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+            try:
+                self.wait()
+            finally:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
-    def run(self, fn: Callable[[int, int, int], Any], n_rows: int, n_cols: int) -> None:
-        """Call ``fn(worker, row_start, row_stop)`` over ``[0, n_rows)``; worker ``w`` is the
-        only one to run with index ``w``, so per-worker buffers need no locks."""
-        parts = self.n_threads if self._pool is not None else 1
+    def _bounds(self, n_rows: int, n_cols: int) -> np.ndarray:
+        parts = self.n_threads if self._pool is not None or self.background else 1
         if n_rows * n_cols < MIN_PARALLEL_SCORES:
             parts = 1
         parts = max(1, min(parts, n_rows))
-        bounds = np.linspace(0, n_rows, parts + 1).astype(np.int64)
-        futures = [
+        return np.linspace(0, n_rows, parts + 1).astype(np.int64)
+
+    def start(self, fn: Callable[[int, int, int], Any], n_rows: int, n_cols: int) -> None:
+        """Start ``fn(worker, row_start, row_stop)`` over ``[0, n_rows)`` after the previous
+        call's ranges finished; worker ``w`` is the only one to run with index ``w``, so
+        per-worker buffers need no locks. Without ``background`` the first range runs on the
+        caller's thread before this returns."""
+        self.wait()
+        bounds = self._bounds(n_rows, n_cols)
+        first = 0 if self.background else 1
+        self._pending = [
             self._pool.submit(fn, w, int(bounds[w]), int(bounds[w + 1]))  # type: ignore[union-attr]
-            for w in range(1, parts)
+            for w in range(first, len(bounds) - 1)
         ]
-        fn(0, int(bounds[0]), int(bounds[1]))
-        for f in futures:
+        if not self.background:
+            fn(0, int(bounds[0]), int(bounds[1]))
+
+    def wait(self) -> None:
+        """Wait for the ranges started last; the first error of one is raised here."""
+        pending, self._pending = self._pending, []
+        for f in pending:
             f.result()
 
-
-def run_team(n_threads: int, work: Callable[[int, threading.Barrier], None]) -> None:
-    """Run ``work(worker, barrier)`` on ``n_threads`` threads (the caller's is worker 0) and
-    wait for all of them.
-
-    Each worker computes its own tiles' matrix products and scans them, with torch set to
-    one thread meanwhile (and restored): no thread waits for another pool. (Handing every
-    tile from torch's OpenMP threads to scan threads and back cost ~10% in spinning.) The
-    first error is raised once every worker stopped; the barrier is broken so none waits.
-    """
-    n = max(1, int(n_threads))
-    barrier = threading.Barrier(n)
-    errors: list[BaseException] = []
-
-    def guarded(w: int) -> None:
-        try:
-            work(w, barrier)
-        except BaseException as exc:  # re-raised below, in the caller's thread
-            errors.append(exc)
-            barrier.abort()
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        threads = [threading.Thread(target=guarded, args=(w,), daemon=True) for w in range(1, n)]
-        for t in threads:
-            t.start()
-        guarded(0)
-        for t in threads:
-            t.join()
-    finally:
-        torch.set_num_threads(previous)
-    if errors:
-        real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
-        raise (real or errors)[0]
+    def run(self, fn: Callable[[int, int, int], Any], n_rows: int, n_cols: int) -> None:
+        """:meth:`start` and :meth:`wait`."""
+        self.start(fn, n_rows, n_cols)
+        self.wait()

@@ -17,7 +17,7 @@ there.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -30,17 +30,14 @@ TILE_COLS: int = 2048
 SMALL_BLOCK_ROWS: int = 128
 #: Narrower score matrices keep the row blocks of ``checked_score_blocks`` as they are.
 MIN_TILE_COLS: int = 1024
-#: A tile's rows are shared out to threads in pieces of at least this many rows (each
-#: computes its own piece, with the large kernel).
-MIN_SPLIT_ROWS: int = 256
 
 
 class Group(NamedTuple):
     """Rows ``r0..r1-1`` of the score matrix, computed as the column ranges ``cols``.
 
-    ``split``: the rows are large-kernel rows regrouped by :func:`score_groups`, so threads
-    may each compute a piece of them (:func:`split_rows`); otherwise the block keeps the shape
-    ``checked_score_blocks`` gives it and is computed whole.
+    ``split``: the rows are large-kernel rows regrouped by :func:`score_groups` and their
+    width is split into tiles; otherwise the block keeps the shape ``checked_score_blocks``
+    gives it (one full-width tile).
     """
 
     r0: int
@@ -117,7 +114,6 @@ class ScoreTiles:
         self.queries, self.items = queries, items
         self.q_sq = sq_norms(queries) if neg_sqeuclidean else None
         self.item_sq = sq_norms(items) if neg_sqeuclidean else None
-        self.buffer = Buffer(items.dtype)
 
     def compute(self, r0: int, r1: int, c0: int, c1: int, buf: Buffer) -> torch.Tensor:
         """The tile ``[r1-r0, c1-c0]`` of rows ``r0..`` and columns ``c0..``, in ``buf``."""
@@ -127,17 +123,20 @@ class ScoreTiles:
             dots_to_neg_sqeuclidean(out, self.q_sq[r0:r1], self.item_sq[c0:c1])
         return out
 
-    def group(self, group: Group) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(c0, tile)`` for the column ranges of ``group`` (in :attr:`buffer`; each
-        tile is valid until the next)."""
+
+def tiles_in_order(
+    tiles: ScoreTiles, groups: Sequence[Group]
+) -> Iterator[tuple[Group, int, torch.Tensor]]:
+    """Yield ``(group, c0, tile)`` for every tile of ``groups``, group by group and each
+    group's columns in order, computed with torch's threads.
+
+    Tiles alternate between two buffers, so a tile stays valid while the next one is
+    computed (until the one after it): a scan of one tile may run on other threads while the
+    caller asks for the next (:class:`xmr_utils.core.scan.Workers` ``background``).
+    """
+    buffers = (Buffer(tiles.items.dtype), Buffer(tiles.items.dtype))
+    n = 0
+    for group in groups:
         for c0, c1 in group.cols:
-            yield c0, self.compute(group.r0, group.r1, c0, c1, self.buffer)
-
-
-def split_rows(r0: int, r1: int, parts: int, part: int) -> tuple[int, int]:
-    """Rows of ``part`` (0-based) when ``[r0, r1)`` is cut into at most ``parts`` pieces of
-    at least :data:`MIN_SPLIT_ROWS` rows (an empty range for parts beyond that)."""
-    n = max(1, min(parts, (r1 - r0) // MIN_SPLIT_ROWS))
-    if part >= n:
-        return r1, r1
-    return r0 + (r1 - r0) * part // n, r0 + (r1 - r0) * (part + 1) // n
+            yield group, c0, tiles.compute(group.r0, group.r1, c0, c1, buffers[n % 2])
+            n += 1
