@@ -24,6 +24,7 @@ placed longest first on N workers; features are assumed cached (extraction is se
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -36,10 +37,12 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import Row, bench_main
+from benchmarks.common import Row, machine_line, markdown_table, write_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "cluster"
+START_MARK = "<!-- bench-cluster:start -->"
+END_MARK = "<!-- bench-cluster:end -->"
 FLICKR30K_TRAIN_IMAGES = 29_000
 FLICKR30K_CAPTIONS = 5
 FLICKR30K_GRID = ROOT / "configs" / "ablation-flickr8k.yaml"
@@ -260,5 +263,37 @@ def run(quick: bool = False) -> list[Row]:
     return rows + estimate
 
 
+def cluster_block(rows: list[Row], seconds: float) -> str:
+    """The ``make bench-cluster`` block of RESULTS.md: its table between the markers."""
+    return (
+        f"{START_MARK}\n## Grids on Dask\n\nWritten by `python -m benchmarks.bench_cluster` "
+        f"(`make bench-cluster`, not part of `make bench`: it runs the demo grid twice) on "
+        f"{time.strftime('%Y-%m-%d')}; {machine_line()}; {seconds:.0f} s in all.\n\n"
+        f"{markdown_table(rows)}\n{END_MARK}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the smoke grid, for development")
+    parser.add_argument(
+        "--out",
+        default="",
+        help="RESULTS.md to write the block into (default benchmarks/RESULTS.md; with --quick "
+        "nothing is written unless this is given)",
+    )
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    rows = run(args.quick)
+    seconds = time.perf_counter() - start
+    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}", f"({seconds:.0f} s)")
+    print(markdown_table(rows))
+    out = args.out or ("" if args.quick else str(ROOT / "benchmarks" / "RESULTS.md"))
+    if out:
+        write_marked(Path(out), cluster_block(rows, seconds), START_MARK, END_MARK)
+        print(f"[bench-cluster] wrote {out}")
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(bench_main(run, __doc__))
+    raise SystemExit(main())

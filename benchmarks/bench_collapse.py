@@ -228,13 +228,9 @@ def report(read: ladders.LadderResults, *, seconds: float, cpu_seconds: float, l
 def write_section(path: Path, block: str) -> None:
     """Put ``block`` into ``path`` between the bench-collapse markers (replacing an earlier
     one, else appending); the rest of the file is kept."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        text = before + block + rest.split(END_MARK, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    from benchmarks.common import write_marked
+
+    write_marked(path, block, START_MARK, END_MARK)
 
 
 def _names(text: str) -> list[str]:

@@ -473,14 +473,9 @@ def report(
 def write_section(path: Path, block: str) -> None:
     """Put ``block`` into ``path`` between the markers: replace an earlier block, else
     append; the rest of the file is left as it was."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1].lstrip("\n")
-        text = before + block + (("\n" + after) if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    from benchmarks.common import write_marked
+
+    write_marked(path, block, START_MARK, END_MARK)
 
 
 def load_features(

@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TypeVar
 
 #: Environment variable through which ``benchmarks/run.py`` hands the measured limit on.
@@ -185,3 +186,23 @@ def bench_main(
     )
     print(markdown_table(rows))
     return 0
+
+
+def marked_block(text: str, start: str, end: str) -> str:
+    """The block of ``text`` between the markers ``start`` and ``end``, markers included and
+    one newline after ("" when either is missing)."""
+    if start not in text or end not in text:
+        return ""
+    return start + text.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+
+
+def write_marked(path: Path, block: str, start: str, end: str) -> None:
+    """Put ``block`` (which holds the markers) into ``path`` in place of an earlier block
+    between ``start`` and ``end``, else at the end; the rest of the file is kept."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)

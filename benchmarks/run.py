@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.common import LIMIT_ENV, Row, machine_line, markdown_table
+from benchmarks.common import LIMIT_ENV, Row, machine_line, markdown_table, marked_block
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("limit", "Machine limit (torch matrix products)"),
@@ -29,31 +29,29 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("eval", "Evaluation"),
     ("search", "Search at scale"),
     ("e2e", "End to end"),
-    ("cluster", "Grids on Dask"),
 )
 #: Sections a --quick run skips unless named with --only: the end-to-end section runs the
-#: notebooks (over a minute even on the smoke preset), which `make test` already covers; the
-#: cluster section runs a grid three times (minutes even on the smoke preset).
-SLOW_SECTIONS: frozenset[str] = frozenset({"e2e", "cluster"})
+#: notebooks (over a minute even on the smoke preset), which `make test` already covers.
+SLOW_SECTIONS: frozenset[str] = frozenset({"e2e"})
+#: The blocks that other commands own in RESULTS.md (``make bench-quality``, ``make
+#: bench-collapse``, ``make bench-cluster``: each longer than ``make bench`` may take), kept
+#: as they are when this runner rewrites the file.
+KEPT_BLOCKS: tuple[tuple[str, str], ...] = (
+    ("<!-- bench-quality:start -->", "<!-- bench-quality:end -->"),
+    ("<!-- bench-collapse:start -->", "<!-- bench-collapse:end -->"),
+    ("<!-- bench-cluster:start -->", "<!-- bench-cluster:end -->"),
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def quality_block(text: str) -> str:
     """The ``make bench-quality`` section of a RESULTS.md text, markers included ("" if none)."""
-    from benchmarks.bench_quality import END_MARK, START_MARK
-
-    if START_MARK not in text or END_MARK not in text:
-        return ""
-    return START_MARK + text.split(START_MARK, 1)[1].split(END_MARK, 1)[0] + END_MARK + "\n"
+    return marked_block(text, *KEPT_BLOCKS[0])
 
 
-def collapse_block(text: str) -> str:
-    """The ``make bench-collapse`` section of a RESULTS.md text, markers included ("" if none)."""
-    from benchmarks.bench_collapse import END_MARK, START_MARK
-
-    if START_MARK not in text or END_MARK not in text:
-        return ""
-    return START_MARK + text.split(START_MARK, 1)[1].split(END_MARK, 1)[0] + END_MARK + "\n"
+def kept_blocks(text: str) -> str:
+    """Every block of :data:`KEPT_BLOCKS` that ``text`` holds, in that order."""
+    return "\n".join(b for b in (marked_block(text, *marks) for marks in KEPT_BLOCKS) if b)
 
 
 def run_section(name: str, quick: bool) -> list[Row]:
@@ -155,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     previous = out.read_text() if out.exists() else ""
-    kept = "\n".join(b for b in (quality_block(previous), collapse_block(previous)) if b)
-    out.write_text(text + ("\n" + kept if kept else ""))  # bench-quality / -collapse own those
+    kept = kept_blocks(previous)
+    out.write_text(text + ("\n" + kept if kept else ""))  # other commands own those
     print(f"[bench] wrote {args.out}")
     return 0
 

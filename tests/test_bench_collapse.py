@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package: import it from the repo
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_collapse, bench_quality  # noqa: E402
+from benchmarks import bench_cluster, bench_collapse, bench_quality  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import Row  # noqa: E402
 from xmr_utils.app import ladder as ladders  # noqa: E402
@@ -107,7 +107,7 @@ def test_options_select_a_part_of_the_ladder(tmp_path: Path) -> None:
     assert "--schedule" in bench_collapse.command_line(["--schedule", "train.epochs=50"])
 
 
-def test_make_bench_keeps_the_quality_and_the_collapse_blocks(
+def test_make_bench_keeps_the_blocks_other_commands_own(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(bench_run, "SECTIONS", (("alpha", "Alpha things"),))
@@ -116,11 +116,18 @@ def test_make_bench_keeps_the_quality_and_the_collapse_blocks(
     )
     quality = f"{bench_quality.START_MARK}\nrsum 321\n{bench_quality.END_MARK}\n"
     collapse = f"{bench_collapse.START_MARK}\nladder\n{bench_collapse.END_MARK}\n"
+    cluster = f"{bench_cluster.START_MARK}\ndask\n{bench_cluster.END_MARK}\n"
     out = tmp_path / "RESULTS.md"
-    out.write_text("# Benchmark results\n\nold speed table\n\n" + quality + "\n" + collapse)
+    out.write_text(
+        "# Benchmark results\n\nold speed table\n\n" + quality + "\n" + cluster + collapse
+    )
     assert bench_run.main(["--out", str(out)]) == 0
     text = out.read_text()
-    assert "old speed table" not in text and quality in text and text.endswith(collapse)
+    assert "old speed table" not in text and quality in text and collapse in text
+    assert text.endswith(cluster)  # in the order of bench_run.KEPT_BLOCKS
+    assert bench_run.KEPT_BLOCKS == tuple(
+        (m.START_MARK, m.END_MARK) for m in (bench_quality, bench_collapse, bench_cluster)
+    )
 
 
 def test_without_flickr8k_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
