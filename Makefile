@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # (`$(PY) -m xmr_utils.app.env` alone prints the values).
 XMR_ENV := $(PY) -m xmr_utils.app.env
 
-.PHONY: demo test lab browse bench bench-quick bench-quality bench-cluster bench-collapse venv clean-venv
+.PHONY: demo test lab browse bench bench-quick bench-quality bench-cluster bench-collapse bench-preset venv clean-venv
 
 venv: $(STAMP)
 
@@ -45,9 +45,14 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.run --quick
 
-# The demo grid on a 2-worker Dask LocalCluster vs. in turn; scheduler overhead; Flickr30k estimate.
+# The demo grid on a 2-worker Dask LocalCluster vs. in turn; scheduler overhead; Flickr30k estimate
+# (~35 min; its own block in RESULTS.md, which `make bench` keeps).
 bench-cluster: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.bench_cluster
+
+# The `flickr8k` preset end to end on real Flickr8k (features cached: ~15 min), into its block.
+bench-preset: $(STAMP)
+	$(XMR_ENV) $(PY) -m benchmarks.bench_preset
 
 # Real Flickr8k (../shared/datasets/flickr8k or data/flickr8k): every recipe, val split.
 bench-quality: $(STAMP)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import Row, machine_line, markdown_table, write_marked
+from benchmarks.common import Row, machine_line, markdown_table, results_block, write_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "cluster"
@@ -265,12 +265,12 @@ def run(quick: bool = False) -> list[Row]:
 
 def cluster_block(rows: list[Row], seconds: float) -> str:
     """The ``make bench-cluster`` block of RESULTS.md: its table between the markers."""
-    return (
-        f"{START_MARK}\n## Grids on Dask\n\nWritten by `python -m benchmarks.bench_cluster` "
-        f"(`make bench-cluster`, not part of `make bench`: it runs the demo grid twice) on "
-        f"{time.strftime('%Y-%m-%d')}; {machine_line()}; {seconds:.0f} s in all.\n\n"
-        f"{markdown_table(rows)}\n{END_MARK}\n"
+    intro = (
+        "Written by `python -m benchmarks.bench_cluster` (`make bench-cluster`, not part of "
+        f"`make bench`: it runs the demo grid twice) on {time.strftime('%Y-%m-%d')}; "
+        f"{machine_line()}; {seconds:.0f} s in all."
     )
+    return results_block((START_MARK, END_MARK), "Grids on Dask", intro, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

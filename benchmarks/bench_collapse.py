@@ -42,6 +42,7 @@ from benchmarks.bench_quality import (
     SELECTION_IMAGES,
     SPLIT_SEED,
     QualityCase,
+    StudyData,
     find_flickr8k,
     load_features,
     selection_split,
@@ -54,7 +55,7 @@ from xmr_utils.app.ladder import Ladder, LadderCell, ModelResult, Scored
 from xmr_utils.core.diagnostics import collapse_reasons
 from xmr_utils.core.errors import XmrError
 from xmr_utils.core.heads import DualEncoder
-from xmr_utils.core.train import ModelDir, TrainData, train_model, validate
+from xmr_utils.core.train import ModelDir, train_model, validate
 
 DEFAULT_LADDER = ROOT / "configs" / "collapse-ladder.yaml"
 START_MARK = "<!-- bench-collapse:start -->"
@@ -62,17 +63,11 @@ END_MARK = "<!-- bench-collapse:end -->"
 
 
 @dataclass(frozen=True)
-class LadderData:
-    """The features and the protocol's splits: models fit ``fit`` and are selected on
-    ``select`` (image indices); ``val_captions [m]`` and ``val_owner [m]`` (caption -> row of
-    ``val``) are the report split's captions."""
+class LadderData(StudyData):
+    """:class:`~benchmarks.bench_quality.StudyData` (models fit ``fit`` and are selected on
+    ``select``) and the report split's captions ``val_captions [m]`` with ``val_owner [m]``
+    (caption -> row of ``val``)."""
 
-    image_feats: np.ndarray
-    text_feats: np.ndarray
-    owner: np.ndarray
-    fit: np.ndarray
-    select: np.ndarray
-    val: np.ndarray
     val_captions: np.ndarray
     val_owner: np.ndarray
 
@@ -92,9 +87,6 @@ class LadderData:
         return cls(
             image_feats, text_feats, np.asarray(owner), fit, select, val, captions, val_owner
         )
-
-    def train_data(self) -> TrainData:
-        return TrainData(self.image_feats, self.text_feats, self.owner, self.fit, self.select)
 
 
 def scored(model: DualEncoder, data: LadderData, epoch: int) -> Scored:

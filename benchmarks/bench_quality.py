@@ -231,6 +231,13 @@ class StudyData:
     select: np.ndarray
     val: np.ndarray
 
+    def train_data(self) -> Any:
+        """The :class:`xmr_utils.core.train.TrainData` the models fit: ``fit``, selected on
+        ``select``."""
+        from xmr_utils.core.train import TrainData
+
+        return TrainData(self.image_feats, self.text_feats, self.owner, self.fit, self.select)
+
 
 def _score_model(
     case: QualityCase, recipe: Any, direction: str, data: StudyData, out_dir: Path, model: str
@@ -241,14 +248,14 @@ def _score_model(
     from xmr_utils.core.diagnostics import collapse_reasons, collapse_stats
     from xmr_utils.core.metrics import retrieval_metrics
     from xmr_utils.core.retrieval import score_matrix
-    from xmr_utils.core.train import TrainData, embed, train_model
+    from xmr_utils.core.train import embed, train_model
 
     val_captions, val_owner = split_owner(data.owner, data.val)
     start = time.perf_counter()
     result = train_model(
         recipe,
         direction,
-        TrainData(data.image_feats, data.text_feats, data.owner, data.fit, data.select),
+        data.train_data(),
         out_dir,
         progress=False,
         resume=False,

@@ -188,6 +188,13 @@ def bench_main(
     return 0
 
 
+def results_block(marks: tuple[str, str], title: str, intro: str, rows: list[Row]) -> str:
+    """A block of RESULTS.md that one command owns: ``## title``, ``intro`` (which command
+    wrote it, when, on what machine), and the table, between the markers ``marks``."""
+    start, end = marks
+    return f"{start}\n## {title}\n\n{intro}\n\n{markdown_table(rows)}\n{end}\n"
+
+
 def marked_block(text: str, start: str, end: str) -> str:
     """The block of ``text`` between the markers ``start`` and ``end``, markers included and
     one newline after ("" when either is missing)."""

@@ -33,13 +33,14 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 #: Sections a --quick run skips unless named with --only: the end-to-end section runs the
 #: notebooks (over a minute even on the smoke preset), which `make test` already covers.
 SLOW_SECTIONS: frozenset[str] = frozenset({"e2e"})
-#: The blocks that other commands own in RESULTS.md (``make bench-quality``, ``make
-#: bench-collapse``, ``make bench-cluster``: each longer than ``make bench`` may take), kept
-#: as they are when this runner rewrites the file.
+#: The blocks that other commands own in RESULTS.md (``make bench-quality``, ``-collapse``,
+#: ``-cluster``, ``-preset``: each longer than ``make bench`` may take), kept as they are when
+#: this runner rewrites the file.
 KEPT_BLOCKS: tuple[tuple[str, str], ...] = (
     ("<!-- bench-quality:start -->", "<!-- bench-quality:end -->"),
     ("<!-- bench-collapse:start -->", "<!-- bench-collapse:end -->"),
     ("<!-- bench-cluster:start -->", "<!-- bench-cluster:end -->"),
+    ("<!-- bench-preset:start -->", "<!-- bench-preset:end -->"),
 )
 ROOT = Path(__file__).resolve().parents[1]
 

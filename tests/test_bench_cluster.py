@@ -54,3 +54,22 @@ def test_one_training_step_is_timed() -> None:
 def test_scheduler_overhead_on_a_small_local_cluster() -> None:
     startup, per_task, trip = bench_cluster.scheduler_overhead(20)
     assert startup > 0 and 0 < per_task < 1000 and 0 < trip < 5000
+
+
+def test_main_writes_its_own_block_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from benchmarks.common import Row
+
+    monkeypatch.setattr(bench_cluster, "run", lambda quick: [Row("cluster", "grid", "9 s")])
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark results\n\nspeed rows\n")
+    assert bench_cluster.main(["--out", str(out)]) == 0
+    assert bench_cluster.main(["--out", str(out)]) == 0  # replaced, not appended twice
+    text = out.read_text()
+    assert text.startswith("# Benchmark results\n\nspeed rows\n")
+    assert text.count(bench_cluster.START_MARK) == 1 and "| grid | 9 s |" in text
+    assert "## Grids on Dask" in text and text.rstrip().endswith(bench_cluster.END_MARK)
+    before = out.read_text()
+    assert bench_cluster.main(["--quick"]) == 0  # --quick writes nothing by default
+    assert out.read_text() == before

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is not an installed package: import it from the repo
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_cluster, bench_collapse, bench_quality  # noqa: E402
+from benchmarks import bench_cluster, bench_collapse, bench_preset, bench_quality  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import Row  # noqa: E402
 from xmr_utils.app import ladder as ladders  # noqa: E402
@@ -125,9 +125,8 @@ def test_make_bench_keeps_the_blocks_other_commands_own(
     text = out.read_text()
     assert "old speed table" not in text and quality in text and collapse in text
     assert text.endswith(cluster)  # in the order of bench_run.KEPT_BLOCKS
-    assert bench_run.KEPT_BLOCKS == tuple(
-        (m.START_MARK, m.END_MARK) for m in (bench_quality, bench_collapse, bench_cluster)
-    )
+    owners = (bench_quality, bench_collapse, bench_cluster, bench_preset)
+    assert bench_run.KEPT_BLOCKS == tuple((m.START_MARK, m.END_MARK) for m in owners)
 
 
 def test_without_flickr8k_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -820,3 +820,65 @@ def test_limit_around_takes_the_faster_measurement_and_says_so(
     assert limit.share(225.0) == (
         "90% (225 of 250 GFLOP/s fp32, the faster of 200 before and 250 after this row)"
     )
+
+
+# --- preset -------------------------------------------------------------------------------
+
+
+def test_bench_preset_rows_and_block(tmp_path: Path) -> None:
+    from benchmarks import bench_preset
+
+    run_dir = tmp_path / "runs" / "20261201-000000-abcd"
+    folder = ModelDir(run_dir / "models" / "img2txt-seed")
+    folder.create()
+    folder.write_history([{"epoch": 1, "seconds": 9.0, "val_seconds": 1.0}])
+    seconds = {"00_data": 30.0, "01_features": 20.0, "02_train_img2txt": 400.0}
+    (run_dir / "finished.json").write_text(json.dumps({"notebook_seconds": seconds}))
+    rows = bench_preset.preset_rows(800.0, run_dir)
+    assert rows[0].ours == "13.3 min" and rows[0].met == "yes" and "features cached" in rows[0].what
+    assert [r.what.strip() for r in rows[1:4]] == list(seconds)
+    assert rows[-1].ours.startswith("10% (val 1 s of 10 s)")
+    seconds["01_features"] = 600.0  # extraction in this run: not the measurement
+    (run_dir / "finished.json").write_text(json.dumps({"notebook_seconds": seconds}))
+    slow = bench_preset.preset_rows(800.0, run_dir)[0]
+    assert slow.met == "no" and "EXTRACTED in this run" in slow.what
+    block = bench_preset.preset_block(rows, tmp_path)
+    assert block.startswith(bench_preset.START_MARK) and block.rstrip().endswith(
+        bench_preset.END_MARK
+    )
+
+
+def test_bench_preset_run_finds_its_new_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import bench_preset
+
+    root = tmp_path / "runs"
+    (root / "older").mkdir(parents=True)
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        (root / "newer").mkdir()
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(bench_preset.subprocess, "run", fake_run)
+    seconds, run_dir = bench_preset.run_preset(tmp_path / "flickr8k", root)
+    assert run_dir == root / "newer" and seconds >= 0
+    assert calls[0][3:] == ["--preset", "flickr8k", "--runs-root", str(root), "-p", "dataset",
+                            str(tmp_path / "flickr8k")]  # fmt: skip
+    monkeypatch.setattr(
+        bench_preset.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 3)
+    )
+    with pytest.raises(RuntimeError, match="exit 3"):
+        bench_preset.run_preset(tmp_path / "flickr8k", root)
+
+
+def test_bench_preset_without_flickr8k_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import bench_preset
+
+    with pytest.raises(SystemExit) as exc:
+        bench_preset.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "R.md")])
+    assert exc.value.code == 2 and "no Flickr8k folder found" in capsys.readouterr().err
