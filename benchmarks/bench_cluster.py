@@ -204,7 +204,7 @@ def _grid_rows(seq: dict, par: dict, n_cells: int, label: str, equal: bool) -> l
         Row(
             SECTION,
             f"{label}: 2-worker LocalCluster vs sequential, same grid, warm feature cache; "
-            f"tables equal: {'yes' if equal else 'NO'}",
+            f"tables equal: {'yes' if equal else 'NO'} (both in outputs/bench-cluster/)",
             f"{par['wall']:.0f} s",
             f"{seq['wall']:.0f} s sequential",
             f"{ratio:.2f}×",
@@ -245,6 +245,10 @@ def run(quick: bool = False) -> list[Row]:
         seq = run_pipeline(grid, tmp / "seq", params, workers=0)
         par = run_pipeline(grid, tmp / "par", params, workers=2)
         tables = [next((tmp / r).glob("*/results.csv")).read_text() for r in ("seq", "par")]
+    kept = ROOT / "outputs" / "bench-cluster"
+    kept.mkdir(parents=True, exist_ok=True)
+    for name, table in zip(("sequential", "cluster"), tables, strict=True):
+        (kept / f"{name}-results.csv").write_text(table)  # to compare by eye after the run
     label = f"`{grid.name}` ({n_cells} cells)" if not quick else f"smoke grid ({n_cells} cells)"
     rows = _grid_rows(seq, par, n_cells, label, tables[0] == tables[1])
     fixed = statistics.mean(

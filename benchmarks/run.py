@@ -93,8 +93,11 @@ def run_sections(wanted: list[str], quick: bool) -> list[str]:
             print(f"[bench] {name} ...", flush=True)
             section_start = time.perf_counter()
             rows = run_section(name, quick)
-            print(f"[bench] {name}: {time.perf_counter() - section_start:.0f} s", flush=True)
-            parts.append(f"## {title}\n\n{markdown_table(rows)}\n")
+            seconds = time.perf_counter() - section_start
+            print(f"[bench] {name}: {seconds:.0f} s", flush=True)
+            parts.append(
+                f"## {title}\n\n{markdown_table(rows)}\n\nThis section: {seconds:.0f} s.\n"
+            )
             print(markdown_table(rows), flush=True)
             limit = limit_from_rows(rows) if name == "limit" else None
             if limit is not None:

@@ -274,3 +274,43 @@ def test_a_worker_killed_mid_cell_has_the_cell_resumed_elsewhere(tmp_path: Path)
     table = pd.read_csv(tmp_path / "out" / "g" / "results.csv")
     assert table["recipes"].tolist() == ["vsepp", "vsepp", "seed", "seed"]
     assert set(table["rsum"]) == {64.0}
+
+
+def test_cells_run_with_strict_reproducibility_and_leave_the_environment_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from xmr_utils.app.ablation import cells
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    with cells.reproducible_kernels():
+        assert os.environ["MKL_CBWR"] == "AUTO,STRICT"
+    assert "MKL_CBWR" not in os.environ
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # the user's choice wins
+    with cells.reproducible_kernels():
+        assert os.environ["MKL_CBWR"] == "COMPATIBLE"
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE"
+
+
+PRODUCT_BITS = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+g = torch.Generator().manual_seed(0)
+x, w = torch.randn(128, 1280, generator=g), torch.randn(1280, 256, generator=g)
+print(hashlib.sha256((x @ w).numpy().tobytes()).hexdigest())
+"""
+
+
+def test_under_that_setting_a_product_has_the_same_bits_on_one_and_two_threads() -> None:
+    """The shape MKL splits over threads in training (K = 1280): what made the demo grid's
+    table differ between the sequential runner and a 2-worker cluster."""
+    from xmr_utils.app.ablation import cells
+
+    env = {**os.environ, **cells.REPRODUCIBLE_ENV}
+    bits = [
+        subprocess.run(
+            [sys.executable, "-c", PRODUCT_BITS, str(threads)],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for threads in (1, 2)
+    ]  # fmt: skip
+    assert bits[0] == bits[1] and len(bits[0]) == 64

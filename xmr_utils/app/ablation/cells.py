@@ -7,19 +7,27 @@ or interrupted one is kept for reading, and the next invocation of the grid star
 attempt. Within one invocation on a cluster, a task that lost its worker is run again by Dask
 with the same :class:`CellJob` and continues that attempt
 (:func:`xmr_utils.app.runner.resume_run`).
+
+A cell's kernels run with MKL's strict numerical reproducibility (:data:`REPRODUCIBLE_ENV`):
+on the CPU a matrix product then has the same bits on any number of threads, so a cell gives
+the same numbers in turn (all cores) and on a cluster worker (its share of them). Without it,
+MKL splits the inner dimension of some training products ([128, 1280] @ [1280, 256]) across
+threads, and a grid's table moved in the first decimals between the two runners.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xmr_utils.app.ablation.grid import GridCell, GridSpec
-from xmr_utils.app.runner import execute_run, resume_run
+from xmr_utils.app.runner import NotebookResult, execute_run, resume_run
 from xmr_utils.app.runs import (
     FINISHED_FILE,
     RunLayout,
@@ -29,6 +37,24 @@ from xmr_utils.app.runs import (
     resolve_path,
 )
 from xmr_utils.core.errors import XmrError
+
+#: Set for a cell's kernels unless the environment sets it already: MKL's conditional
+#: numerical reproducibility, strict (matrix products independent of the thread count), on
+#: the best code path of the CPU.
+REPRODUCIBLE_ENV: Mapping[str, str] = {"MKL_CBWR": "AUTO,STRICT"}
+
+
+@contextmanager
+def reproducible_kernels() -> Iterator[None]:
+    """Within: :data:`REPRODUCIBLE_ENV` in ``os.environ`` (what is set already is kept), so
+    the kernels started meanwhile inherit it; restored afterwards."""
+    added = [key for key in REPRODUCIBLE_ENV if key not in os.environ]
+    os.environ.update({key: REPRODUCIBLE_ENV[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -149,6 +175,16 @@ def cell_job(
     )
 
 
+def _execute(job: CellJob, layout: RunLayout) -> list[NotebookResult]:
+    """Start the cell's attempt, or continue it when its ``params.json`` is there."""
+    if layout.params.exists():
+        notebook_dir = job.notebooks[0].parent
+        return resume_run(job.run_dir, notebook_dir=notebook_dir, log_output=job.log_output)
+    plan = RunPlan(tuple(p.name for p in job.notebooks), seal=True)
+    create_run(dict(job.record), runs_root=job.run_dir.parent, run_dir=job.run_dir, plan=plan)
+    return execute_run(job.run_dir, job.notebooks, job.cell.params, log_output=job.log_output)
+
+
 def run_cell(job: CellJob) -> CellOutcome:
     """Run one cell into ``job.run_dir`` while owning that run, and seal it when every
     notebook is done; never raises for a broken cell.
@@ -165,17 +201,8 @@ def run_cell(job: CellJob) -> CellOutcome:
         recorded = read_json(layout.finished).get("notebook_seconds", {})
         return CellOutcome(job.cell, job.run_dir, "ran", float(sum(recorded.values())))
     try:
-        if layout.params.exists():
-            notebook_dir = job.notebooks[0].parent
-            results = resume_run(job.run_dir, notebook_dir=notebook_dir, log_output=job.log_output)
-        else:
-            plan = RunPlan(tuple(p.name for p in job.notebooks), seal=True)
-            create_run(
-                dict(job.record), runs_root=job.run_dir.parent, run_dir=job.run_dir, plan=plan
-            )
-            results = execute_run(
-                job.run_dir, job.notebooks, job.cell.params, log_output=job.log_output
-            )
+        with reproducible_kernels():
+            results = _execute(job, layout)
     except Exception as err:  # noqa: BLE001 — one broken cell must not stop the grid
         error = f"{type(err).__name__}: {err}"
         return CellOutcome(job.cell, job.run_dir, "failed", time.perf_counter() - start, error)
