@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine_line()}; {time.perf_counter() - start:.0f} s in all. Times are the median "
         "(min–max) of the stated repeats; ratios are baseline ÷ ours; *of limit* is a row's "
         "matrix-product FLOP/s as a share of the machine limit measured in this run (the "
-        "first section, or the section itself when run alone).\n\n" + "\n".join(parts)
+        "first section, or the section itself when run alone; a row that names two numbers "
+        "was held against the limit measured right before and after it).\n\n" + "\n".join(parts)
     )
     out = Path(args.out)
     previous = out.read_text() if out.exists() else ""
