@@ -46,11 +46,11 @@ bench-quick: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.run --quick
 
 # The demo grid on a 2-worker Dask LocalCluster vs. in turn; scheduler overhead; Flickr30k estimate
-# (~35 min; its own block in RESULTS.md, which `make bench` keeps).
+# (19 min here; its own block in RESULTS.md, which `make bench` keeps).
 bench-cluster: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.bench_cluster
 
-# The `flickr8k` preset end to end on real Flickr8k (features cached: ~15 min), into its block.
+# The `flickr8k` preset end to end on real Flickr8k (features cached: 19 min here), into its block.
 bench-preset: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.bench_preset
 

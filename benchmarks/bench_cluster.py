@@ -25,6 +25,7 @@ placed longest first on N workers; features are assumed cached (extraction is se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -37,12 +38,18 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import Row, machine_line, markdown_table, results_block, write_marked
+from benchmarks.common import (
+    Row,
+    block_marks,
+    machine_line,
+    markdown_table,
+    results_block,
+    write_marked,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "cluster"
-START_MARK = "<!-- bench-cluster:start -->"
-END_MARK = "<!-- bench-cluster:end -->"
+START_MARK, END_MARK = block_marks("cluster")
 FLICKR30K_TRAIN_IMAGES = 29_000
 FLICKR30K_CAPTIONS = 5
 FLICKR30K_GRID = ROOT / "configs" / "ablation-flickr8k.yaml"
@@ -204,7 +211,7 @@ def _grid_rows(seq: dict, par: dict, n_cells: int, label: str, equal: bool) -> l
         Row(
             SECTION,
             f"{label}: 2-worker LocalCluster vs sequential, same grid, warm feature cache; "
-            f"tables equal: {'yes' if equal else 'NO'} (both in outputs/bench-cluster/)",
+            f"tables equal: {'yes' if equal else 'NO'}",
             f"{par['wall']:.0f} s",
             f"{seq['wall']:.0f} s sequential",
             f"{ratio:.2f}×",
@@ -245,12 +252,14 @@ def run(quick: bool = False) -> list[Row]:
         seq = run_pipeline(grid, tmp / "seq", params, workers=0)
         par = run_pipeline(grid, tmp / "par", params, workers=2)
         tables = [next((tmp / r).glob("*/results.csv")).read_text() for r in ("seq", "par")]
-    kept = ROOT / "outputs" / "bench-cluster"
+    kept = ROOT / "outputs" / "bench-cluster" / ("quick" if quick else "")
     kept.mkdir(parents=True, exist_ok=True)
     for name, table in zip(("sequential", "cluster"), tables, strict=True):
         (kept / f"{name}-results.csv").write_text(table)  # to compare by eye after the run
     label = f"`{grid.name}` ({n_cells} cells)" if not quick else f"smoke grid ({n_cells} cells)"
     rows = _grid_rows(seq, par, n_cells, label, tables[0] == tables[1])
+    where = f" (both in {kept.relative_to(ROOT)}/)"
+    rows[0] = dataclasses.replace(rows[0], what=rows[0].what + where)
     fixed = statistics.mean(
         sum(v for k, v in c.items() if not k.startswith(("02", "03"))) for c in seq["cells"]
     )

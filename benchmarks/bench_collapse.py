@@ -49,6 +49,7 @@ from benchmarks.bench_quality import (
     shown_path,
     split_owner,
 )
+from benchmarks.common import block_marks, write_marked
 from xmr_utils.app import ladder as ladders
 from xmr_utils.app import ladder_figures
 from xmr_utils.app.ladder import Ladder, LadderCell, ModelResult, Scored
@@ -58,8 +59,7 @@ from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.train import ModelDir, train_model, validate
 
 DEFAULT_LADDER = ROOT / "configs" / "collapse-ladder.yaml"
-START_MARK = "<!-- bench-collapse:start -->"
-END_MARK = "<!-- bench-collapse:end -->"
+START_MARK, END_MARK = block_marks("collapse")
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,6 @@ def report(read: ladders.LadderResults, *, seconds: float, cpu_seconds: float, l
 def write_section(path: Path, block: str) -> None:
     """Put ``block`` into ``path`` between the bench-collapse markers (replacing an earlier
     one, else appending); the rest of the file is kept."""
-    from benchmarks.common import write_marked
-
     write_marked(path, block, START_MARK, END_MARK)
 
 

@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import block_marks, write_marked
+
 ROOT = Path(__file__).resolve().parents[1]
-START_MARK = "<!-- bench-quality:start -->"
-END_MARK = "<!-- bench-quality:end -->"
+START_MARK, END_MARK = block_marks("quality")
 #: The image features every recipe is compared on: two bundled ImageNet CNNs, whole image +
 #: mirror (``tta``), side by side (2560-d).
 STUDY_IMAGE = "efficientnet_lite0:tta+efficientnet_lite2:tta"
@@ -480,8 +481,6 @@ def report(
 def write_section(path: Path, block: str) -> None:
     """Put ``block`` into ``path`` between the markers: replace an earlier block, else
     append; the rest of the file is left as it was."""
-    from benchmarks.common import write_marked
-
     write_marked(path, block, START_MARK, END_MARK)
 
 

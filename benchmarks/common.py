@@ -188,6 +188,11 @@ def bench_main(
     return 0
 
 
+def block_marks(owner: str) -> tuple[str, str]:
+    """The markers around the RESULTS.md block that ``make bench-<owner>`` writes."""
+    return f"<!-- bench-{owner}:start -->", f"<!-- bench-{owner}:end -->"
+
+
 def results_block(marks: tuple[str, str], title: str, intro: str, rows: list[Row]) -> str:
     """A block of RESULTS.md that one command owns: ``## title``, ``intro`` (which command
     wrote it, when, on what machine), and the table, between the markers ``marks``."""
@@ -209,7 +214,8 @@ def write_marked(path: Path, block: str, start: str, end: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     if start in text and end in text:
         before, rest = text.split(start, 1)
-        text = before + block + rest.split(end, 1)[1].lstrip("\n")
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + block + ("\n" + after if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)

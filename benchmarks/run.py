@@ -18,7 +18,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.common import LIMIT_ENV, Row, machine_line, markdown_table, marked_block
+from benchmarks.common import (
+    LIMIT_ENV,
+    Row,
+    block_marks,
+    machine_line,
+    markdown_table,
+    marked_block,
+)
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("limit", "Machine limit (torch matrix products)"),
@@ -36,11 +43,8 @@ SLOW_SECTIONS: frozenset[str] = frozenset({"e2e"})
 #: The blocks that other commands own in RESULTS.md (``make bench-quality``, ``-collapse``,
 #: ``-cluster``, ``-preset``: each longer than ``make bench`` may take), kept as they are when
 #: this runner rewrites the file.
-KEPT_BLOCKS: tuple[tuple[str, str], ...] = (
-    ("<!-- bench-quality:start -->", "<!-- bench-quality:end -->"),
-    ("<!-- bench-collapse:start -->", "<!-- bench-collapse:end -->"),
-    ("<!-- bench-cluster:start -->", "<!-- bench-cluster:end -->"),
-    ("<!-- bench-preset:start -->", "<!-- bench-preset:end -->"),
+KEPT_BLOCKS: tuple[tuple[str, str], ...] = tuple(
+    block_marks(owner) for owner in ("quality", "collapse", "cluster", "preset")
 )
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -44,7 +44,7 @@ CHUNK: int = 64
 #: The same for :func:`_topk_rows` (32 ran at half the speed: a chunk's check costs as much as
 #: its scores once candidates are rare; early chunks, which all hold some, are few).
 TOPK_CHUNK: int = 64
-#: Below this many scores a tile is scanned on the calling thread alone.
+#: Below this many scores a tile is scanned as one range, on one thread.
 MIN_PARALLEL_SCORES: int = 1 << 16
 
 
@@ -242,7 +242,7 @@ class Workers:
                 self._pool = None
 
     def _bounds(self, n_rows: int, n_cols: int) -> np.ndarray:
-        parts = self.n_threads if self._pool is not None or self.background else 1
+        parts = self.n_threads if self._pool is not None else 1
         if n_rows * n_cols < MIN_PARALLEL_SCORES:
             parts = 1
         parts = max(1, min(parts, n_rows))

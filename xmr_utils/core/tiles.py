@@ -1,9 +1,10 @@
-"""The score matrix in tiles: which tiles, and each one computed into one reused buffer.
+"""The score matrix in tiles: which tiles, and each one computed into one of two reused buffers.
 
 The fast paths of :mod:`xmr_utils.core.retrieval` and :mod:`xmr_utils.core.metrics` never hold
-more than one tile of scores. Tiles are large (:data:`TILE_ROWS` x :data:`TILE_COLS`, 16 MB
-in float32) so that the matrix product runs at the speed of a large square one, and small
-enough to be read back from cache by the fused scan right after it was written.
+more than two tiles of scores: the one the scan reads and the next one being computed
+(:func:`tiles_in_order`). Tiles are large (:data:`TILE_ROWS` x :data:`TILE_COLS`, 16 MB in
+float32) so that the matrix product runs at the speed of a large square one, and small enough
+to stay in the last-level cache until the scan has read them.
 
 Bits. MKL computes a product by one of two kernels with different rounding: one for blocks of
 at most :data:`SMALL_BLOCK_ROWS` rows (or very small products), one for the rest; within

@@ -12,7 +12,8 @@ A cell's kernels run with MKL's strict numerical reproducibility (:data:`REPRODU
 on the CPU a matrix product then has the same bits on any number of threads, so a cell gives
 the same numbers in turn (all cores) and on a cluster worker (its share of them). Without it,
 MKL splits the inner dimension of some training products ([128, 1280] @ [1280, 256]) across
-threads, and a grid's table moved in the first decimals between the two runners.
+threads: the demo grid's tables differed between the two runners, and one demo cell run on 1
+and on 2 threads gave i2t R@1 71.7 and 73.3.
 """
 
 from __future__ import annotations
