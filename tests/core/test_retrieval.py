@@ -175,3 +175,22 @@ def test_fused_topk_is_bit_identical_to_the_torch_path(
     got = topk(q, it, 10, similarity, chunk_size=300, backend="torch")
     assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
     assert got[0].dtype == want[0].dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("buffer_rows", [1, 3, 512])
+def test_central_row_through_a_small_buffer_is_the_whole_array_answer(
+    dtype: torch.dtype, buffer_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 and 3 rows of 4096-d per buffer: at width 1024 every pass crosses several chunks
+    monkeypatch.setattr(retrieval, "CENTRAL_ROWS", buffer_rows)
+    gen = torch.Generator().manual_seed(3)
+    for n_a, n_b, spread in [(9, 14, 1.0), (1, 30, 1e-6), (0, 17, 1e3)]:
+        a = (torch.randn(n_a, 1024, generator=gen) * spread + 5.0).to(dtype)
+        b = (torch.randn(n_b, 1024, generator=gen) * spread + 5.0).to(dtype)
+        both = torch.cat([a, b]).to(torch.float64)
+        mean = (a.sum(0, dtype=torch.float64) + b.sum(0, dtype=torch.float64)) / len(both)
+        want = torch.cat([a, b])[torch.argmin(((both - mean) ** 2).sum(1))]
+        assert torch.equal(retrieval.central_row(a, b), want)
+    dup = torch.ones(4, 1024, dtype=dtype)  # all rows equally near: the first one
+    assert torch.equal(retrieval.central_row(dup, dup), dup[0])

@@ -55,6 +55,8 @@ BLOCK_ELEMENTS: int = 2**26
 #: Score matrices with at least this many entries take the fused path (tiles + one numba
 #: scan, :mod:`xmr_utils.core.scan`); smaller ones the torch path, which needs no JIT start-up.
 FUSED_MIN_SCORES: int = 2**24
+#: Rows of 4096-d (more when narrower) per float64 buffer in :func:`central_row` (16 MB).
+CENTRAL_ROWS: int = 512
 
 
 def as_embeddings(x: Any, name: str) -> torch.Tensor:
@@ -153,18 +155,37 @@ def central_row(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     A data point rather than the mean itself: ``x - z`` is then exact for inputs on a common
     grid (integers: ties stay ties) and, by Sterbenz's lemma, wherever ``x`` and ``z`` agree to
     a factor of 2 per coordinate -- the collapse regime. Float64 arithmetic, lowest index on
-    ties (``a`` first), chunked so that extra memory stays under ~64 MB.
+    ties (``a`` first).
+
+    Both passes (the column sums, then each row's squared distance to the mean) work through
+    one small float64 buffer of :data:`CENTRAL_ROWS` rows in place: five times faster than
+    whole-array temporaries, whose page faults cost more than the arithmetic. The distances
+    are the bits of ``((x - mean) ** 2).sum(1)``; the sums are exact (so independent of
+    their order) for float32 rows within ~2**29 of each other, and elsewhere can differ from
+    one whole-array sum in the last bit, which moves the result only between rows equally
+    near the mean to ~1e-16.
     """
-    n = a.shape[0] + b.shape[0]
-    mean = (a.sum(dim=0, dtype=torch.float64) + b.sum(dim=0, dtype=torch.float64)) / max(1, n)
-    step = max(1, 2**23 // a.shape[1])
+    n, width = a.shape[0] + b.shape[0], a.shape[1]
+    step = max(1, CENTRAL_ROWS * 4096 // max(1, width))
+    rows = min(step, max(a.shape[0], b.shape[0], 1))
+    buf = torch.empty((rows, width), dtype=torch.float64, device=a.device)
+
+    def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x in (a, b):
+            for i0 in range(0, x.shape[0], step):
+                chunk = x[i0 : i0 + step]
+                yield chunk, buf[: chunk.shape[0]].copy_(chunk)
+
+    total = torch.zeros(width, dtype=torch.float64, device=a.device)
+    for _, t in chunks():
+        total += t.sum(dim=0)
+    mean = total / max(1, n)
     best_d, best_row = torch.inf, a[0] if a.shape[0] else b[0]
-    for x in (a, b):
-        for i0 in range(0, x.shape[0], step):
-            d = ((x[i0 : i0 + step].to(torch.float64) - mean) ** 2).sum(dim=1)
-            i = int(torch.argmin(d))
-            if float(d[i]) < best_d:
-                best_d, best_row = float(d[i]), x[i0 + i]
+    for chunk, t in chunks():
+        d = t.sub_(mean).pow_(2).sum(dim=1)
+        i = int(torch.argmin(d))
+        if float(d[i]) < best_d:
+            best_d, best_row = float(d[i]), chunk[i]
     return best_row.clone()
 
 

@@ -47,9 +47,23 @@ class Group(NamedTuple):
     split: bool
 
 
+#: Elements of the buffer :func:`sq_norms` squares its rows in (4 MB of float32).
+SQ_NORM_BUFFER: int = 2**20
+
+
 def sq_norms(x: torch.Tensor) -> torch.Tensor:
-    """Squared L2 norms ``[N]`` of the rows of ``x`` ``[N, D]``."""
-    return (x * x).sum(dim=1)
+    """Squared L2 norms ``[N]`` of the rows of ``x`` ``[N, D]``: the bits of
+    ``(x * x).sum(dim=1)``, squared a few rows at a time in one small buffer (a whole-array
+    temporary costs more in page faults than the arithmetic)."""
+    n, width = x.shape
+    out = torch.empty(n, dtype=x.dtype, device=x.device)
+    rows = max(1, SQ_NORM_BUFFER // max(1, width))
+    buf = torch.empty((min(rows, n), width), dtype=x.dtype, device=x.device)
+    for r0 in range(0, n, rows):
+        chunk = x[r0 : r0 + rows]
+        squares = torch.mul(chunk, chunk, out=buf[: chunk.shape[0]])
+        torch.sum(squares, dim=1, out=out[r0 : r0 + chunk.shape[0]])
+    return out
 
 
 def dots_to_neg_sqeuclidean(
