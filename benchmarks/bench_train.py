@@ -125,15 +125,16 @@ def time_validation(model, n_images: int, seed: int = 1) -> tuple[float, float]:
     """Seconds of the two parts of one validation of ``model`` on a random val split of
     ``n_images`` images x 5 captions: ``(rsum, collapse)`` — embedding and retrieval
     metrics (every epoch), and the full collapse statistics of those embeddings."""
-    from xmr_utils.core.train.validation import embed, val_collapse, val_metrics
+    from xmr_utils.core.train.validation import embed, val_collapse, val_metrics, val_scores
 
     image, text, owner = make_features(n_images, seed)
     start = time.perf_counter()
     img, txt = embed(model, image, text)
-    val_metrics(model, img, txt, owner)
+    scores = val_scores(model, img, txt)  # as the loop: both parts read these scores
+    val_metrics(model, img, txt, owner, scores)
     rsum_s = time.perf_counter() - start
     start = time.perf_counter()
-    val_collapse(img, txt, owner, model.similarity)
+    val_collapse(img, txt, owner, model.similarity, scores)
     return rsum_s, time.perf_counter() - start
 
 

@@ -41,7 +41,8 @@ def one_thread():
 
 def test_collapse_epochs_every_kth_the_snapshots_and_the_last() -> None:
     # 50 epochs, default snapshots (1, 17, 34, 50)
-    assert collapse_epochs(TrainConfig(epochs=50)) == {1, 17, 20, 34, 40, 50}
+    assert collapse_epochs(TrainConfig(epochs=50)) == {1, 17, 25, 34, 50}
+    assert collapse_epochs(TrainConfig(epochs=50), 20) == {1, 17, 20, 34, 40, 50}
     assert collapse_epochs(TrainConfig(epochs=50), 10) == {1, 10, 17, 20, 30, 34, 40, 50}
     assert collapse_epochs(TrainConfig(epochs=12, snapshot_epochs=()), 5) == {5, 10, 12}
     assert collapse_epochs(TrainConfig(epochs=3), 1) == {1, 2, 3}
@@ -110,7 +111,7 @@ def test_a_kill_before_the_best_is_completed_resumes_to_the_same_result(
     tmp_path: Path, monkeypatch
 ) -> None:
     data = TrainData(**synthetic())
-    recipe = _recipe("vsepp", epochs=8)  # statistics at 8 and at the best epoch (every 20)
+    recipe = _recipe("vsepp", epochs=8)  # statistics at 8 and at the best epoch (every 25)
     full = train_model(recipe, "img2txt", data, tmp_path / "full", progress=False)
     assert full.best_epoch != 8, "the test needs a best epoch that is completed afterwards"
 
@@ -141,3 +142,25 @@ def test_val_seconds_are_recorded_and_their_share_of_the_epoch(tmp_path: Path) -
     assert share == pytest.approx(val / (train + val)) and 0 < share < 1
     assert val_time_share([{"seconds": 3.0, "val_seconds": 1.0}, {"seconds": 4.0}]) == 0.125
     assert np.isnan(val_time_share([]))
+
+
+def test_writing_best_pt_is_timed_as_a_checkpoint_not_as_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from xmr_utils.core.train.model_dir import ModelDir
+
+    save_best = ModelDir.save_best
+
+    def slow_save_best(self: ModelDir, *args: object, **kwargs: object) -> None:
+        time.sleep(0.5)
+        save_best(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ModelDir, "save_best", slow_save_best)
+    result = train_model(
+        _recipe("vsepp", epochs=3), "img2txt", TrainData(**synthetic()), tmp_path, progress=False
+    )
+    first = result.history[0]  # always a new best
+    assert first["val_seconds"] < 0.5 <= first["checkpoint_seconds"]
+    assert all("checkpoint_seconds" in r for r in result.history)

@@ -15,9 +15,11 @@ start), ``seconds``; the loss's own statistics (:meth:`RecordingLoss.epoch_stats
 <xmr_utils.core.losses.RecordingLoss.epoch_stats>`: ``loss_over_margin`` and the triplet
 mechanism, or ``temperature``); the step statistics of :func:`run_epoch` (embedding norms
 and gradient norms per modality); on validated epochs ``val_seconds`` (the validation's time)
-and the ``val_*`` metrics; and on the epochs that take them (:func:`~xmr_utils.core.train.
-validation.collapse_epochs`, an early stop, and the best epoch, added when training ends) the
-full ``val_*`` collapse statistics. Readers must tolerate rows without them.
+and the ``val_*`` metrics; ``checkpoint_seconds`` (writing ``best.pt`` on a new best and the
+epoch's snapshot; ``last.pt`` is written after the row); and on the epochs that take them
+(:func:`~xmr_utils.core.train.validation.collapse_epochs`, an early stop, and the best epoch,
+added when training ends) the full ``val_*`` collapse statistics. Readers must tolerate
+rows without them.
 
 Seeding never touches the caller's global RNG state: the loop runs inside
 ``torch.random.fork_rng`` with ``torch.manual_seed(`` :func:`direction_seed` ``)``. The two
@@ -56,6 +58,7 @@ from xmr_utils.core.train.validation import (
     embed,
     val_collapse,
     val_metrics,
+    val_scores,
 )
 
 
@@ -335,36 +338,43 @@ def _train_epoch(
         **result.stats,
     }
     state.epoch = epoch + 1
+    best = False
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-        row.update(_validate(run, training.model, state))
+        validated, best = _validate(run, training.model, state)
+        row.update(validated)
         if bar is not None:
             bar.set_postfix(loss=f"{result.loss:.4f}", rsum=f"{row['val_rsum']:.1f}")
+    start = time.perf_counter()
+    if best:
+        run.folder.save_best(training.model, run.recipe, run.direction, state.epoch, state.best_val)
     schedule = cfg.snapshot_schedule()
     if schedule and (epoch + 1 in schedule or state.stopped):
         # before last.pt: an epoch in the saved state always has its snapshot
         sample = run.sample
         embeddings = embed(training.model, sample.image_x, sample.text_x, cfg.eval_batch_size)
         run.folder.save_snapshot(epoch + 1, sample, embeddings, training.model.similarity)
+    row["checkpoint_seconds"] = time.perf_counter() - start
     run.folder.append_history(row)
     run.folder.save_resume(training, run.recipe, run.direction, run.fingerprint, state)
     return row
 
 
-def _validate(run: _Run, model: DualEncoder, state: TrainState) -> dict[str, Any]:
-    """Validate after ``state.epoch`` epochs, keep ``best.pt`` on a new best, update the
-    early-stop count; the ``val_seconds`` and ``val_*`` columns (the collapse statistics at
-    ``run.collapse_at`` and an early stop)."""
+def _validate(run: _Run, model: DualEncoder, state: TrainState) -> tuple[dict[str, Any], bool]:
+    """Validate after ``state.epoch`` epochs and update the early-stop count and, on a new
+    best, ``state.best_val``: the ``val_seconds`` and ``val_*`` columns (the collapse
+    statistics at ``run.collapse_at`` and an early stop), and whether the epoch is the new
+    best (the caller writes ``best.pt``: a checkpoint, timed apart from validation)."""
     cfg = run.recipe.train
     start = time.perf_counter()
     img, txt = embed(model, run.val.image_x, run.val.text_x, cfg.eval_batch_size)
-    val = val_metrics(model, img, txt, run.val.owner)
+    scores = val_scores(model, img, txt)
+    val = val_metrics(model, img, txt, run.val.owner, scores)
     best = state.validated(state.epoch, val, cfg.patience)
     if state.epoch in run.collapse_at or state.stopped:
-        val.update(val_collapse(img, txt, run.val.owner, model.similarity))
+        val.update(val_collapse(img, txt, run.val.owner, model.similarity, scores))
     if best:
         state.best_val = val
-        run.folder.save_best(model, run.recipe, run.direction, state.epoch, val)
-    return {"val_seconds": time.perf_counter() - start, **val}
+    return {"val_seconds": time.perf_counter() - start, **val}, best
 
 
 def _complete_best(
