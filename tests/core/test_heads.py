@@ -152,3 +152,23 @@ def test_sqrt_l2_input_norm_is_signed_square_root_then_unit_rows() -> None:
     assert HeadConfig.from_dict({"hidden": []}).input_norm == "none"  # older JSON reads as before
     with pytest.raises(XmrError, match="input_norm"):
         HeadConfig(input_norm="pca")
+
+
+def test_a_bf16_model_embeds_under_autocast_everywhere_and_returns_float32() -> None:
+    from xmr_utils.core.config import recipe_with
+
+    recipe = recipe_with(RECIPES["vsepp"], **{"train.precision": "bf16"})
+    torch.manual_seed(0)
+    bf16 = DualEncoder.from_recipe(recipe, image_dim=24, text_dim=16)
+    fp32 = DualEncoder.from_recipe(RECIPES["vsepp"], image_dim=24, text_dim=16)
+    fp32.load_state_dict(bf16.state_dict())
+    assert (bf16.precision, fp32.precision) == ("bf16", "fp32")
+    feats = np.random.default_rng(0).standard_normal((10, 24)).astype(np.float32)
+    got = bf16.embed_images_numpy(feats, batch_size=4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = bf16.eval().encode_images(torch.from_numpy(feats)).float().numpy()
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    plain = fp32.embed_images_numpy(feats)
+    assert not np.array_equal(got, plain) and np.allclose(got, plain, atol=0.05)
+    with pytest.raises(XmrError, match="unknown precision 'fp8'"):
+        DualEncoder(24, 16, RECIPES["vsepp"].image_head, RECIPES["vsepp"].text_head, "dot", "fp8")

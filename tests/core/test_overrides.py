@@ -92,6 +92,11 @@ def test_a_recipe_saved_before_overrides_existed_reads_with_none() -> None:
         ("foo.bar=1", ("unknown section 'foo'", "image_head, text_head, loss, optim, train")),
         ("loss.margin=1,loss.margin=2", ("twice",)),
         ("image_head.hidden=[1,2", ("unclosed",)),
+        # recipe scopes
+        ("sed:train.precision=bf16", ("unknown recipe 'sed'", "seed", "vsepp")),
+        (":train.precision=bf16", ("recipe:section.field",)),
+        ("seed:vsepp:loss.margin=1", ("recipe:section.field",)),
+        ("vsepp:train.precison=bf16", ("train.precison", "train.precision")),
     ],
 )
 def test_bad_overrides_are_one_clear_sentence(text: str, needles: tuple[str, ...]) -> None:
@@ -110,3 +115,28 @@ def test_check_overrides_against_the_named_recipes_or_any_preset() -> None:
         check_overrides("loss.margin=0.5", ["vsepp", "infonce"])
     with pytest.raises(XmrError, match="recipe 'vsepp'"):  # fits no preset: the default's error
         check_overrides("loss.margin=abc")
+
+
+def test_a_recipe_scoped_item_sets_that_recipe_only_and_wins_over_an_unscoped_one() -> None:
+    text = "train.precision=fp32, seed:train.precision=bf16, optim.lr=0.01"
+    seed = apply_overrides(RECIPES["seed"], text)
+    assert (seed.train.precision, seed.optim.lr) == ("bf16", 0.01)
+    assert seed.overrides == ("train.precision=bf16", "optim.lr=0.01")  # recorded unscoped
+    vsepp = apply_overrides(RECIPES["vsepp"], text)
+    assert (vsepp.train.precision, vsepp.optim.lr) == ("fp32", 0.01)
+    assert apply_overrides(RECIPES["vsepp"], "seed:loss.margin=5") == RECIPES["vsepp"]
+    assert parse_overrides(" seed : loss.margin=5") == {"seed:loss.margin": 5}
+    with pytest.raises(XmrError, match="twice"):
+        parse_overrides("seed:loss.margin=1,seed :loss.margin=2")
+    check_overrides("seed:loss.margin=0.5", ["seed", "infonce"])  # infonce has no margin
+
+
+def test_the_run_recipes_refuse_a_scoped_seed_and_epochs_too() -> None:
+    from xmr_utils.app.study import run_recipes
+
+    with pytest.raises(XmrError, match="train.seed"):
+        run_recipes("seed,vsepp", recipe_overrides="seed:train.seed=3")
+    with pytest.raises(XmrError, match="train.epochs"):
+        run_recipes("seed", epochs=2, recipe_overrides="seed:train.epochs=3")
+    built = run_recipes("vsepp,seed", epochs=2, recipe_overrides="seed:train.precision=bf16")
+    assert built["seed"].train.precision == "bf16" and built["vsepp"].train.precision == "fp32"

@@ -43,7 +43,7 @@ from xmr_utils.app.runs import read_json, resolve_path, write_json
 from xmr_utils.core import encoders
 from xmr_utils.core.config import DIRECTIONS, RECIPES, Recipe, recipe_with
 from xmr_utils.core.errors import XmrError, unknown_choice
-from xmr_utils.core.overrides import apply_overrides, parse_overrides
+from xmr_utils.core.overrides import apply_overrides, field_of, parse_overrides
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
@@ -254,7 +254,8 @@ def _check_ladder(ladder: Ladder, where: str) -> None:
         seen.add(cell.key)
         if not _NAME.match(cell.name):
             raise XmrError(f"{where}: cell name {cell.name!r} must use letters, digits and ._+-")
-        if "train.seed" in parse_overrides(cell.overrides) | parse_overrides(ladder.schedule):
+        overrides = parse_overrides(cell.overrides) | parse_overrides(ladder.schedule)
+        if "train.seed" in {field_of(key) for key in overrides}:
             raise XmrError(f"{where}: {cell.key} sets train.seed; the ladder's seeds set it")
         try:
             RECIPES[cell.base]

@@ -41,7 +41,7 @@ from xmr_utils.core.encoders.weights import allow_downloads
 from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.features.cluster import dask_client
 from xmr_utils.core.metrics import retrieval_metrics
-from xmr_utils.core.overrides import apply_overrides, parse_overrides
+from xmr_utils.core.overrides import apply_overrides, field_of, parse_overrides
 from xmr_utils.core.retrieval import score_matrix, topk
 from xmr_utils.core.train import ModelDir, Snapshot, TrainData, embed, train_model
 
@@ -327,9 +327,10 @@ def run_recipes(
     trains, so a bad override fails at once. The ``seed`` and ``epochs`` parameters own
     ``train.seed`` and ``train.epochs``; setting them in the overrides too is refused."""
     overrides = parse_overrides(recipe_overrides)
-    if "train.seed" in overrides:
+    fields = {field_of(key) for key in overrides}
+    if "train.seed" in fields:
         raise XmrError("recipe_overrides sets train.seed; set the seed parameter instead")
-    if epochs > 0 and "train.epochs" in overrides:
+    if epochs > 0 and "train.epochs" in fields:
         raise XmrError(
             f"recipe_overrides sets train.epochs and the epochs parameter is {epochs}; keep one"
         )

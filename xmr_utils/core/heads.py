@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmr_utils.core.config import HeadConfig, Recipe
-from xmr_utils.core.errors import XmrError
+from xmr_utils.core.config import PRECISIONS, HeadConfig, Recipe
+from xmr_utils.core.errors import XmrError, unknown_choice
 from xmr_utils.core.registry import Registry
 from xmr_utils.core.retrieval import score_matrix
 from xmr_utils.core.similarity import DOT, check_similarity
@@ -85,7 +85,11 @@ class DualEncoder(nn.Module):
     """An image head and a text head that embed into one ``D``-dimensional space.
 
     ``similarity`` names the score :meth:`scores` uses: ``dot`` (cosine when both heads
-    L2-normalise) or ``neg_sqeuclidean`` (``-|a - b|^2``).
+    L2-normalise) or ``neg_sqeuclidean`` (``-|a - b|^2``). ``precision`` is the forward the
+    heads run at, the recipe's ``train.precision``: ``bf16`` embeds under bfloat16 autocast
+    wherever the model embeds (training steps, validation, evaluation, the browser), so the
+    scores a model is selected on are the scores it is evaluated with; weights and the
+    returned embeddings stay float32.
     """
 
     def __init__(
@@ -95,9 +99,12 @@ class DualEncoder(nn.Module):
         image_head: HeadConfig,
         text_head: HeadConfig,
         similarity: str = DOT,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         check_similarity(similarity)
+        if precision not in PRECISIONS:
+            raise unknown_choice("precision", precision, PRECISIONS)
         if image_head.out_dim != text_head.out_dim:
             raise XmrError(
                 f"image and text heads must share out_dim, got {image_head.out_dim} "
@@ -112,12 +119,18 @@ class DualEncoder(nn.Module):
                 "(clip:<model> for both) or heads with an explicit out_dim"
             )
         self.similarity = similarity
+        self.precision = precision
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, image_dim: int, text_dim: int) -> DualEncoder:
         """The model ``recipe`` describes for features of the given widths."""
         return cls(
-            image_dim, text_dim, recipe.image_head, recipe.text_head, recipe.score_similarity
+            image_dim,
+            text_dim,
+            recipe.image_head,
+            recipe.text_head,
+            recipe.score_similarity,
+            recipe.train.precision,
         )
 
     @property
@@ -156,14 +169,19 @@ class DualEncoder(nn.Module):
         out = np.empty((len(feats), self.embed_dim), dtype=np.float32)
         was_training = self.training
         self.eval()
+        bf16 = self.precision == "bf16" and param is not None
         try:
-            with torch.inference_mode():
+            with (
+                torch.inference_mode(),
+                torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16),
+            ):
                 for start in range(0, len(feats), batch_size):
                     chunk = torch.from_numpy(
                         np.ascontiguousarray(feats[start : start + batch_size], dtype=np.float32)
                     )
                     emb = head(chunk.to(device, dtype=dtype))
-                    out[start : start + len(chunk)] = emb.float().cpu().numpy()
+                    # one pass: cast (bf16 -> float32 is exact) and copy into ``out``
+                    torch.from_numpy(out[start : start + len(chunk)]).copy_(emb)
         finally:
             self.train(was_training)
         return out
