@@ -13,6 +13,7 @@ import torch
 from tqdm.notebook import tqdm as notebook_tqdm
 
 import xmr_utils.core.train as train_mod
+import xmr_utils.core.train.loop as loop_mod
 import xmr_utils.core.train.state as state_mod
 from xmr_utils.core.config import RECIPES, Recipe, recipe_with
 from xmr_utils.core.errors import XmrError
@@ -539,6 +540,7 @@ def test_a_last_pt_written_before_the_refactor_still_resumes(tmp_path: Path, mon
     data = TrainData(**synthetic())
     recipe = small("seed", **{"train.epochs": 3, "train.snapshot_epochs": []})
     full = train_model(recipe, "img2txt", data, tmp_path / "full", progress=False)
+    monkeypatch.setattr(loop_mod, "RESUME_EVERY_S", 0.0)  # last.pt after every epoch
     _kill_at_step(monkeypatch, 2 * math.ceil(30 / 16) + 1)  # one_per_image: 30 pairs an epoch
     with pytest.raises(Killed):
         train_model(recipe, "img2txt", data, tmp_path / "cut", progress=False)
@@ -638,3 +640,23 @@ def test_step_statistics_match_a_naive_computation() -> None:
             want.setdefault(f"grad_norm_{key}_head", []).append(math.sqrt(sq))
     got = recorder.means()
     assert got == pytest.approx({k: sum(v) / 2 for k, v in want.items()}, rel=1e-5)
+
+
+@pytest.mark.parametrize(("every_s", "saved_after"), [(0.0, [1, 2, 3, 4]), (1e9, [1, 4])])
+def test_last_pt_is_written_after_the_first_and_last_epochs_and_every_so_often(
+    every_s: float, saved_after: list[int], tmp_path: Path, monkeypatch
+) -> None:
+    from xmr_utils.core.train.model_dir import ModelDir
+
+    saved: list[int] = []
+    save_resume = ModelDir.save_resume
+
+    def recording(self, training, recipe, direction, fingerprint, state) -> None:  # type: ignore[no-untyped-def]
+        saved.append(state.epoch)
+        save_resume(self, training, recipe, direction, fingerprint, state)
+
+    monkeypatch.setattr(ModelDir, "save_resume", recording)
+    monkeypatch.setattr(loop_mod, "RESUME_EVERY_S", every_s)
+    recipe = small("vsepp", **{"train.epochs": 4, "train.patience": None})
+    train_model(recipe, "img2txt", TrainData(**synthetic()), tmp_path, progress=False)
+    assert saved == saved_after
