@@ -29,6 +29,7 @@ from benchmarks.common import (
     block_marks,
     machine_line,
     markdown_table,
+    matmul_gflops,
     results_block,
     write_marked,
 )
@@ -58,8 +59,24 @@ def run_preset(data: Path, runs_root: Path = RUNS_ROOT) -> tuple[float, Path]:
     return seconds, new[0]
 
 
-def preset_rows(seconds: float, run_dir: Path) -> list[Row]:
-    """The total against :data:`TARGET_S`, one row per notebook, and the validation shares."""
+def host_speed() -> tuple[float, float]:
+    """This host's fp32 and bf16 matmul GFLOP/s now (:func:`benchmarks.common.matmul_gflops`,
+    best of 7): its speed drifts by up to ~30% over minutes, so the row states it before and
+    after the run."""
+    return matmul_gflops("fp32")[0], matmul_gflops("bf16")[0]
+
+
+def speed_note(before: tuple[float, float], after: tuple[float, float]) -> str:
+    """``"host matmul 181 / 183 GFLOP/s fp32, 806 / 790 bf16 before / after"``."""
+    return (
+        f"host matmul {before[0]:.0f} / {after[0]:.0f} GFLOP/s fp32, "
+        f"{before[1]:.0f} / {after[1]:.0f} bf16 before / after"
+    )
+
+
+def preset_rows(seconds: float, run_dir: Path, speed: str = "") -> list[Row]:
+    """The total against :data:`TARGET_S`, one row per notebook, and the validation shares;
+    ``speed`` (:func:`speed_note`) joins the total's description."""
     per_notebook = json.loads((run_dir / "finished.json").read_text())["notebook_seconds"]
     extract_s = per_notebook.get("01_features", 0.0)
     cached = extract_s < 120  # more: notebook 01 extracted the features in this run
@@ -70,7 +87,7 @@ def preset_rows(seconds: float, run_dir: Path) -> list[Row]:
             f"`{shown_path(run_dir)}` "
             f"(features {'cached' if cached else 'EXTRACTED in this run'}: 01 took "
             f"{extract_s:.0f} s); load average after {os.getloadavg()[0]:.1f} on "
-            f"{os.cpu_count()} CPUs",
+            f"{os.cpu_count()} CPUs{'; ' + speed if speed else ''}",
             f"{seconds / 60:.1f} min",
             target=f"≤ {TARGET_S / 60:.0f} min",
             met="yes" if seconds <= TARGET_S and cached else "no",
@@ -101,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             "error: no Flickr8k folder found (looked at $XMR_FLICKR8K, data/flickr8k and "
             "../shared/datasets/flickr8k); pass --data DIR\n",
         )
+    before = host_speed()
     seconds, run_dir = run_preset(data)
-    rows = preset_rows(seconds, run_dir)
+    rows = preset_rows(seconds, run_dir, speed_note(before, host_speed()))
     print(markdown_table(rows))
     write_marked(Path(args.out), preset_block(rows, data), START_MARK, END_MARK)
     print(f"[bench-preset] wrote {args.out}")

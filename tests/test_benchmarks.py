@@ -834,8 +834,11 @@ def test_bench_preset_rows_and_block(tmp_path: Path) -> None:
     folder.write_history([{"epoch": 1, "seconds": 9.0, "val_seconds": 1.0}])
     seconds = {"00_data": 30.0, "01_features": 20.0, "02_train_img2txt": 400.0}
     (run_dir / "finished.json").write_text(json.dumps({"notebook_seconds": seconds}))
-    rows = bench_preset.preset_rows(800.0, run_dir)
+    speed = bench_preset.speed_note((181.4, 806.0), (190.0, 799.5))
+    assert speed == "host matmul 181 / 190 GFLOP/s fp32, 806 / 800 bf16 before / after"
+    rows = bench_preset.preset_rows(800.0, run_dir, speed)
     assert rows[0].ours == "13.3 min" and rows[0].met == "yes" and "features cached" in rows[0].what
+    assert rows[0].what.endswith(speed)
     assert [r.what.strip() for r in rows[1:4]] == list(seconds)
     assert rows[-1].ours.startswith("10% (val 1 s of 10 s)")
     seconds["01_features"] = 600.0  # extraction in this run: not the measurement
