@@ -175,9 +175,10 @@ def _query_scan(
     sq = items.to(torch.float64).pow(2).sum(dim=1)  # [M]
     n = sq - sq.mean()
     flat = items.shape[0] < 2 or float(n.abs().max()) <= 1e-5 * float(sq.mean())
+    share = 0.0 if norms and flat else float("nan")  # equal norms explain nothing
     norms = norms and not flat
     if not (top1 or norms):
-        return float("nan"), 0.0
+        return float("nan"), share
     best: list[torch.Tensor] = []
     total = 0.0
     rows = max(1, retrieval.BLOCK_ELEMENTS // (4 * max(items.shape[0], 1)))
@@ -198,7 +199,7 @@ def _query_scan(
     distinct = float("nan")
     if top1:
         distinct = len(torch.unique(torch.cat(best))) / min(queries.shape[0], items.shape[0])
-    return distinct, (total / queries.shape[0] if norms else 0.0)
+    return distinct, (total / queries.shape[0] if norms else share)
 
 
 def _modality(x: torch.Tensor, sample_rows: torch.Tensor, prefix: str) -> dict[str, float]:
