@@ -50,7 +50,7 @@ bench-quick: $(STAMP)
 bench-cluster: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.bench_cluster
 
-# The `flickr8k` preset end to end on real Flickr8k (features cached: 19 min here), into its block.
+# The `flickr8k` preset end to end on real Flickr8k (features cached: 16 min here), into its block.
 bench-preset: $(STAMP)
 	$(XMR_ENV) $(PY) -m benchmarks.bench_preset
 

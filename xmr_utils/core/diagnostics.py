@@ -264,20 +264,30 @@ def collapse_stats(
     stats.update(_modality(img, img_rows, "img_"))
     stats.update(_modality(txt, txt_rows, "txt_"))
     stats["alignment"] = alignment(img, txt, o)
-    if scores is not None and not isinstance(scores, torch.Tensor):
-        scores = torch.from_numpy(np.asarray(scores))
-    whole = scores is not None and len(img_rows) == img.shape[0]  # the sample is every row
-    if whole and tuple(scores.shape) != (img.shape[0], txt.shape[0]):
-        raise XmrError(
-            f"scores must be [{img.shape[0]}, {txt.shape[0]}] (images x captions), "
-            f"got {list(scores.shape)}"
-        )
-    i2t = _query_scan(img[img_rows], txt, similarity, scores=scores if whole else None)
+    given = _image_query_scores(scores, img, txt, len(img_rows))
+    i2t = _query_scan(img[img_rows], txt, similarity, scores=given)
     t2i = _query_scan(txt[txt_rows], img, similarity)
     stats["distinct_top1_i2t"], stats["distinct_top1_t2i"] = i2t[0], t2i[0]
     stats["i2t_norm_share"], stats["t2i_norm_share"] = i2t[1], t2i[1]
     stats["collapsed"] = bool(collapse_reasons(stats))
     return stats
+
+
+def _image_query_scores(
+    scores: Any, img: torch.Tensor, txt: torch.Tensor, n_queries: int
+) -> torch.Tensor | None:
+    """The caller's ``[N, M]`` scores of ``img`` x ``txt`` as a checked tensor when the
+    ``n_queries`` sampled image queries are every image row (``N <= sample``: all of them, in
+    order), else None (the sampled queries are scored afresh)."""
+    if scores is None:
+        return None
+    scores = scores if isinstance(scores, torch.Tensor) else torch.from_numpy(np.asarray(scores))
+    if tuple(scores.shape) != (img.shape[0], txt.shape[0]):
+        raise XmrError(
+            f"scores must be [{img.shape[0]}, {txt.shape[0]}] (images x captions), "
+            f"got {list(scores.shape)}"
+        )
+    return scores if n_queries == img.shape[0] else None
 
 
 def collapse_reasons(stats: dict[str, float | bool]) -> tuple[str, ...]:
