@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from benchmarks.common import LIMIT_SHAPE, Limit, Row, bench_main, matmul_gflops
+from benchmarks.common import Limit, Row, bench_main, limit_shape, matmul_gflops
 
 SECTION = "limit"
 _WHAT = re.compile(r"^torch\.matmul .* (fp32|bf16), (\d+) threads")
@@ -22,16 +22,20 @@ def run(quick: bool = False) -> list[Row]:
     """Two rows, float32 then bfloat16 (``quick``: 3 repeats instead of 7)."""
     import torch
 
-    m, k, n = LIMIT_SHAPE
+    from xmr_utils.core.hardware import native_bf16
+
     repeats = 3 if quick else 7
     rows = []
     for dtype in ("fp32", "bf16"):
+        m, k, n = limit_shape(dtype)
         best, median = matmul_gflops(dtype, repeats)
+        emulated = dtype == "bf16" and not native_bf16("cpu")
         rows.append(
             Row(
                 SECTION,
                 f"torch.matmul [{m}, {k}] @ [{k}, {n}] {dtype}, {torch.get_num_threads()} "
-                f"threads, best of {repeats}",
+                f"threads, best of {repeats}"
+                + (" (emulated: this CPU has no AMX or AVX512-BF16)" if emulated else ""),
                 f"{best:.1f} GFLOP/s (median {median:.1f})",
                 limit="the limit" if dtype == "fp32" else "—",
             )

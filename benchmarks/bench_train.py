@@ -26,6 +26,7 @@ The same share in a real run (e.g. the ``flickr8k`` preset), from the ``seconds`
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -223,6 +224,7 @@ def interleaved_step_times(
 def run(quick: bool = False) -> list[Row]:
     """Measure and return the rows (``quick``: a tenth of the images, fewer steps)."""
     from xmr_utils.core.config import DEFAULT_RECIPE, RECIPES
+    from xmr_utils.core.hardware import native_bf16
 
     n_images = FLICKR30K_TRAIN_IMAGES // 10 if quick else FLICKR30K_TRAIN_IMAGES
     rounds, block = (3, 10) if quick else (5, 30)
@@ -280,17 +282,16 @@ def run(quick: bool = False) -> list[Row]:
     compiled_step = fresh_step(compiled=True)
     compiled_step(*next(tensor_batches(image, text, owner, bs)))
     compile_s = time.perf_counter() - start
-    times = interleaved_step_times(
-        {
-            "tensor": (tensor_batches(image, text, owner, bs), fresh_step()),
-            "dataloader": (dataloader_batches(image, text, owner, bs), fresh_step()),
-            "compiled": (tensor_batches(image, text, owner, bs), compiled_step),
-            "bf16": (tensor_batches(image, text, owner, bs), fresh_step(bf16=True)),
-        },
-        rounds,
-        block,
-    )
-    t, d, c, b = (times[k] for k in ("tensor", "dataloader", "compiled", "bf16"))
+    variants = {
+        "tensor": (tensor_batches(image, text, owner, bs), fresh_step()),
+        "dataloader": (dataloader_batches(image, text, owner, bs), fresh_step()),
+        "compiled": (tensor_batches(image, text, owner, bs), compiled_step),
+    }
+    bf16 = native_bf16("cpu")  # emulated bf16 would take hours here, and say nothing
+    if bf16:
+        variants["bf16"] = (tensor_batches(image, text, owner, bs), fresh_step(bf16=True))
+    times = interleaved_step_times(variants, rounds, block)
+    t, d, c, b = (times.get(k, math.nan) for k in ("tensor", "dataloader", "compiled", "bf16"))
     how = f"median of {rounds} interleaved blocks of {block} steps, × {steps} steps"
     rows.append(
         Row(
@@ -315,6 +316,13 @@ def run(quick: bool = False) -> list[Row]:
             target,
             met(b * steps),
             limit=share(b, "bf16"),
+        )
+        if bf16
+        else Row(
+            SECTION,
+            "train.precision='bf16': not timed, this CPU has no native bf16 matrix products "
+            "(no AMX or AVX512-BF16; the limit section's bf16 row is emulated)",
+            "—",
         )
     )
     rows.append(

@@ -27,6 +27,8 @@ from typing import TypeVar
 LIMIT_ENV = "XMR_BENCH_LIMIT"
 #: ``(m, k, n)`` of the product that measures the limit.
 LIMIT_SHAPE: tuple[int, int, int] = (4096, 1024, 4096)
+#: The bf16 product where bf16 is emulated (no AMX or AVX512-BF16): ~0.3 GFLOP, ~1 s there.
+EMULATED_SHAPE: tuple[int, int, int] = (512, 512, 512)
 T = TypeVar("T")
 
 
@@ -90,13 +92,22 @@ class Limit:
         return f"{100 * gflops / limit:.0f}% ({gflops:.0f} of {limit:.0f} GFLOP/s {dtype}{where})"
 
 
+def limit_shape(dtype_name: str) -> tuple[int, int, int]:
+    """The product :func:`matmul_gflops` times: :data:`LIMIT_SHAPE`, except bf16 on a CPU
+    without native bf16 products (:func:`xmr_utils.core.hardware.native_bf16`), which gets
+    :data:`EMULATED_SHAPE`: emulated, one product of the full shape takes ~90 s."""
+    from xmr_utils.core.hardware import native_bf16
+
+    return LIMIT_SHAPE if dtype_name != "bf16" or native_bf16("cpu") else EMULATED_SHAPE
+
+
 def matmul_gflops(dtype_name: str, repeats: int = 7) -> tuple[float, float]:
-    """``(best, median)`` GFLOP/s of :data:`LIMIT_SHAPE` products in ``dtype_name``
+    """``(best, median)`` GFLOP/s of :func:`limit_shape` products in ``dtype_name``
     (``"fp32"`` or ``"bf16"``), after one warm-up."""
     import torch
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    m, k, n = LIMIT_SHAPE
+    m, k, n = limit_shape(dtype_name)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(m, k, generator=gen).to(dtype)
     b = torch.randn(n, k, generator=gen).to(dtype)
@@ -147,12 +158,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_line() -> str:
+    """E.g. ``"AMD EPYC (torch CPU kernels AVX2, bf16 emulated), x86_64, 2 torch threads,
+    Python 3.11.7, torch 2.14.1+cu130"``: which CPU, and whether its bf16 products are native
+    (every speed here depends on both: fp32 ran at ~230 GFLOP/s on the AMX host the first
+    blocks were measured on, at ~120 on an AVX2 one)."""
     import torch
 
+    from xmr_utils.core.hardware import native_bf16
+
+    kernels = torch.backends.cpu.get_cpu_capability()
+    bf16 = "native" if native_bf16("cpu") else "emulated"
     return (
-        f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"Python {platform.python_version()}, torch {torch.__version__}"
+        f"{cpu_name()} (torch CPU kernels {kernels}, bf16 {bf16}), {platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
     )
 
 

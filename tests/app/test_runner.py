@@ -260,3 +260,17 @@ def test_the_command_line_refuses_bad_values_before_any_run_exists(
     assert code == 2
     assert err.startswith(f"error: {sentence}") and err.count("\n") == 1
     assert not runs.exists()  # nothing was created, notebook 00 never started
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_flickr8k_preset_asks_for_bf16_only_where_it_is_native(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """Emulated bf16 (an AVX2-only CPU) ran the seed's heads ~300x slower than float32."""
+    from xmr_utils.core import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu": native)
+    params = runner.preset_parameters("flickr8k")
+    assert (params.get("recipe_overrides") == "seed:train.precision=bf16") is native
+    assert params["recipes"] == runner.PRESETS["flickr8k"]["recipes"]
+    assert "recipe_overrides" not in runner.preset_parameters("demo")

@@ -68,12 +68,34 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "recipes": "infonce_sqrt,vsepp,seed",
         # each recipe's own schedule (the notebooks' default, 12 epochs, is the quick study)
         "epochs": 0,
-        # the seed's 4096-wide heads are ~95% of the preset's arithmetic: under bf16 autocast a
-        # seed epoch trained in ~4.2 s (5.7 s in float32) on a CPU with AMX and collapsed just
-        # the same (README, make bench-preset); the other recipes stay float32
-        "recipe_overrides": "seed:train.precision=bf16",
     },
 }
+
+#: Preset values that pay only where bfloat16 matrix products are native
+#: (:func:`xmr_utils.core.hardware.native_bf16`): :func:`preset_parameters` adds them there.
+#: The seed's 4096-wide heads are ~95% of the ``flickr8k`` preset's arithmetic: under bf16
+#: autocast a seed epoch trained in ~4.2 s (5.7 s in float32) on a CPU with AMX and collapsed
+#: just the same (README, make bench-preset); on a CPU without native bf16 (AVX2 only) the
+#: same products run ~300x slower than float32, so there the seed stays float32, like the
+#: other recipes everywhere.
+NATIVE_BF16_PRESETS: Mapping[str, Mapping[str, Any]] = {
+    "flickr8k": {"recipe_overrides": "seed:train.precision=bf16"},
+}
+
+
+def preset_parameters(preset: str) -> dict[str, Any]:
+    """The values ``preset`` sets on this machine: :data:`PRESETS`, plus
+    :data:`NATIVE_BF16_PRESETS` where bfloat16 products are native (the run's ``params.json``
+    records what was chosen, so a resumed run keeps it)."""
+    if preset not in PRESETS:
+        raise unknown_choice("preset", preset, PRESETS)
+    params = dict(PRESETS[preset])
+    if preset in NATIVE_BF16_PRESETS:
+        from xmr_utils.core.hardware import native_bf16  # noqa: PLC0415 — imports torch
+
+        if native_bf16("cpu"):
+            params.update(NATIVE_BF16_PRESETS[preset])
+    return params
 
 
 @dataclass(frozen=True)
@@ -138,17 +160,16 @@ def parse_value(text: str) -> Any:
 def resolve_parameters(
     preset: str, overrides: Sequence[tuple[str, str]], declared: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """Every notebook parameter's effective value: the notebooks' defaults, then the preset,
-    then the ``-p`` overrides (each name must be declared by some notebook).
+    """Every notebook parameter's effective value: the notebooks' defaults, then the preset
+    (:func:`preset_parameters`), then the ``-p`` overrides (each name must be declared by
+    some notebook).
 
     Every value is checked against the type its notebook declares and its domain before
     anything runs (:func:`xmr_utils.app.parameters.check_parameter`): a bad one raises
     XmrError in one sentence naming the parameter, the value and what is accepted.
     """
-    if preset not in PRESETS:
-        raise unknown_choice("preset", preset, PRESETS)
     defaults = {k: v for nb in declared.values() for k, v in nb.items() if k != "run_dir"}
-    params = {**defaults, **PRESETS[preset]}
+    params = {**defaults, **preset_parameters(preset)}
     for name, text in overrides:
         params[name] = parse_parameter(name, text, declared)
     for name, value in params.items():

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from torch import Tensor
 
 from xmr_utils.core.config import Recipe
 from xmr_utils.core.errors import XmrError
+from xmr_utils.core.hardware import bf16_warning
 from xmr_utils.core.heads import DualEncoder
 from xmr_utils.core.recording import StatsRecorder
 from xmr_utils.core.train.inputs import CheckedData, TrainData, check_data
@@ -245,6 +247,8 @@ def train_model(
         model, val, rows = score_untrained(recipe, direction, checked, folder, device)
         return TrainResult(model, recipe, direction, UNTRAINED_EPOCH, val, rows, folder.best)
     dev = torch.device(device)
+    if recipe.train.precision == "bf16" and bf16_warning(dev.type):
+        warnings.warn(f"{recipe.name}: {bf16_warning(dev.type)}", RuntimeWarning, stacklevel=2)
     if not resume:  # start over: no stale state from an earlier run may survive a crash
         folder.clear()
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
