@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from xmr_utils.core import retrieval, tiles
-from xmr_utils.core.tiles import Buffer, ScoreTiles, score_groups, tiles_in_order
+from xmr_utils.core.tiles import Buffer, ScoreTiles, regroups, score_groups, tiles_in_order
 
 
 def covered(groups: list[tiles.Group], n_q: int, n_items: int) -> np.ndarray:
@@ -101,9 +101,12 @@ def test_tiles_are_bit_identical_to_full_width_blocks(
     )
     st = ScoreTiles(qc, itc, similarity == "neg_sqeuclidean")
     got = torch.full_like(want, torch.nan)
-    for g, c0, tile in tiles_in_order(st, score_groups(n_q, 4100, rows)):
+    groups = score_groups(n_q, 4100, rows, regroups(dtype))
+    for g, c0, tile in tiles_in_order(st, groups):
         got[g.r0 : g.r1, c0 : c0 + tile.shape[1]] = tile
     assert torch.equal(got, want)
+    # float32 is regrouped into tiles; float64 keeps the 300-row full-width blocks
+    assert any(g.split for g in groups) is (dtype == torch.float32)
 
 
 def test_tiles_in_order_keep_a_tile_valid_while_the_next_is_computed() -> None:
@@ -118,3 +121,12 @@ def test_tiles_in_order_keep_a_tile_valid_while_the_next_is_computed() -> None:
             assert torch.equal(ptile, full[pg.r0 : pg.r1, pc0 : pc0 + ptile.shape[1]])
         previous = (g, c0, tile)
     assert previous is not None and len([c for g in groups for c in g.cols]) > 2
+
+
+def test_without_regrouping_the_groups_are_the_checked_blocks() -> None:
+    """float64 (``regroups``): MKL's dgemm on an AVX2 CPU gave other bits in other shapes."""
+    assert regroups(torch.float32) and not regroups(torch.float64)
+    groups = score_groups(1000, 4100, 300, regroup=False)
+    assert [(g.r0, g.r1, g.cols, g.split) for g in groups] == [
+        (r0, min(1000, r0 + 300), ((0, 4100),), False) for r0 in range(0, 1000, 300)
+    ]

@@ -30,6 +30,7 @@ from xmr_utils.app.runs import (
     resolve_path,
     run_state,
 )
+from xmr_utils.core import hardware
 from xmr_utils.core.errors import XmrError, unknown_choice
 
 NOTEBOOK_DIR = "notebooks"
@@ -90,11 +91,8 @@ def preset_parameters(preset: str) -> dict[str, Any]:
     if preset not in PRESETS:
         raise unknown_choice("preset", preset, PRESETS)
     params = dict(PRESETS[preset])
-    if preset in NATIVE_BF16_PRESETS:
-        from xmr_utils.core.hardware import native_bf16  # noqa: PLC0415 — imports torch
-
-        if native_bf16("cpu"):
-            params.update(NATIVE_BF16_PRESETS[preset])
+    if preset in NATIVE_BF16_PRESETS and hardware.native_bf16("cpu"):
+        params.update(NATIVE_BF16_PRESETS[preset])
     return params
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from matplotlib.figure import Figure
 
+from xmr_utils.app import umap_neighbours
 from xmr_utils.app.env import tool_defaults
 from xmr_utils.core.data.corpus import CaptionCorpus
 from xmr_utils.core.diagnostics import MAX_MEAN_COSINE, MIN_DISTINCT_TOP1, MIN_EFFECTIVE_RANK
@@ -179,8 +180,6 @@ def umap_2d(points: np.ndarray, seed: int = 0, metric: str = "cosine") -> np.nda
 
     os.environ.setdefault("NUMBA_CACHE_DIR", tool_defaults()["NUMBA_CACHE_DIR"])
     import umap  # noqa: PLC0415 — heavy, imported on use
-
-    from xmr_utils.app import umap_neighbours  # noqa: PLC0415 — imports umap and numba
 
     n_neighbors = min(15, len(points) - 1)
     exact: dict[str, Any] = {}

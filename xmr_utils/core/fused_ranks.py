@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from xmr_utils.core import scan
-from xmr_utils.core.tiles import Group, ScoreTiles, score_groups, tiles_in_order
+from xmr_utils.core.tiles import Group, ScoreTiles, regroups, score_groups, tiles_in_order
 
 #: Most band entries (per kind, all workers together) before the exact second pass.
 MAX_BAND_ENTRIES: int = 2**24
@@ -251,7 +251,7 @@ def ranks_from_embeddings(
     n_img, n_cap = img.shape[0], txt.shape[0]
     dtype = img.numpy().dtype
     own = owner.numpy()
-    groups = score_groups(n_img, n_cap, rows)
+    groups = score_groups(n_img, n_cap, rows, regroups(img.dtype))
     tiles = ScoreTiles(img, txt, neg_sqeuclidean)
     workers = max(1, torch.get_num_threads())
     state = _RankScan(own, n_img, kmax, dtype, workers)

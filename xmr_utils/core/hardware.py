@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
 
 @functools.cache
 def native_bf16(device_type: str = "cpu") -> bool:
     """Whether bfloat16 matrix products run natively on ``device_type``: on ``cuda`` where
-    torch says the GPU supports bf16, on the CPU where oneDNN has AMX or AVX512-BF16."""
+    torch says the GPU supports bf16, on the CPU where oneDNN has AMX or AVX512-BF16 (torch
+    is imported here, not with the module: the presets ask without loading it)."""
+    import torch
+
     if device_type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device_type != "cpu":

@@ -44,6 +44,7 @@ from xmr_utils.core.similarity import check_similarity
 from xmr_utils.core.tiles import (
     ScoreTiles,
     dots_to_neg_sqeuclidean,
+    regroups,
     score_groups,
     sq_norms,
     tiles_in_order,
@@ -382,7 +383,7 @@ def _fused_topk(
     vals = np.full((q.shape[0], kk), -np.inf, dtype=q.numpy().dtype)
     idx = np.full((q.shape[0], kk), -1, dtype=np.int64)
     tiles = ScoreTiles(q, it, similarity == "neg_sqeuclidean")
-    groups = score_groups(q.shape[0], it.shape[0], rows)
+    groups = score_groups(q.shape[0], it.shape[0], rows, regroups(q.dtype))
     topk_rows = scan.kernels().topk_rows
     with scan.Workers(max(1, torch.get_num_threads()), background=True) as pool:
         for group, c0, tile in tiles_in_order(tiles, groups):  # the next is computed meanwhile

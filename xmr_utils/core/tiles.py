@@ -82,16 +82,26 @@ def _split(start: int, stop: int, size: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def score_groups(n_queries: int, n_items: int, rows: int) -> list[Group]:
+def regroups(dtype: torch.dtype) -> bool:
+    """Whether :func:`score_groups` may regroup blocks of ``dtype`` scores into tiles: float32
+    only. Its large-kernel bits did not depend on the block's shape on either host this ran
+    on (AVX-512 and AVX2); float64's did on the AVX2 one (MKL's dgemm gave a row other bits
+    in a 256-row block than in a 129-row one, and in a 1024-wide one than in a 4100-wide one),
+    so float64 keeps the blocks of ``checked_score_blocks`` as they are."""
+    return dtype == torch.float32
+
+
+def score_groups(n_queries: int, n_items: int, rows: int, regroup: bool = True) -> list[Group]:
     """Row groups ``(r0, r1, ((c0, c1), ...))`` that tile a ``[n_queries, n_items]`` matrix.
 
     ``rows`` is the row count of the blocks of ``checked_score_blocks``. Rows that those blocks
     compute with MKL's large kernel (blocks of more than :data:`SMALL_BLOCK_ROWS` rows, at
     least :data:`MIN_TILE_COLS` wide) are regrouped into tiles of about :data:`TILE_ROWS` x
-    :data:`TILE_COLS`; every other block keeps its rows and its full width.
+    :data:`TILE_COLS`; every other block keeps its rows and its full width, and so does every
+    block when not ``regroup`` (:func:`regroups`).
     """
     blocks = [(r0, min(n_queries, r0 + rows)) for r0 in range(0, n_queries, rows)]
-    if rows <= SMALL_BLOCK_ROWS or n_items < MIN_TILE_COLS:
+    if not regroup or rows <= SMALL_BLOCK_ROWS or n_items < MIN_TILE_COLS:
         return [Group(r0, r1, ((0, n_items),), False) for r0, r1 in blocks]
     large_end = n_queries
     if blocks and blocks[-1][1] - blocks[-1][0] <= SMALL_BLOCK_ROWS:
