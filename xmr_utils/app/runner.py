@@ -77,7 +77,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 #: The seed's 4096-wide heads are ~95% of the ``flickr8k`` preset's arithmetic: under bf16
 #: autocast a seed epoch trained in ~4.2 s (5.7 s in float32) on a CPU with AMX and collapsed
 #: just the same (README, make bench-preset); on a CPU without native bf16 (AVX2 only) the
-#: same products run ~300x slower than float32, so there the seed stays float32, like the
+#: same products run 10x to 300x slower than float32, so there the seed stays float32, like the
 #: other recipes everywhere.
 NATIVE_BF16_PRESETS: Mapping[str, Mapping[str, Any]] = {
     "flickr8k": {"recipe_overrides": "seed:train.precision=bf16"},
