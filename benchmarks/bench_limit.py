@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import re
 
-from benchmarks.common import Limit, Row, bench_main, limit_shape, matmul_gflops
+from benchmarks.common import (
+    EMULATED_SHAPE,
+    Limit,
+    Row,
+    bench_main,
+    limit_shape,
+    matmul_gflops,
+)
 
 SECTION = "limit"
 _WHAT = re.compile(r"^torch\.matmul .* (fp32|bf16), (\d+) threads")
@@ -22,14 +29,12 @@ def run(quick: bool = False) -> list[Row]:
     """Two rows, float32 then bfloat16 (``quick``: 3 repeats instead of 7)."""
     import torch
 
-    from xmr_utils.core.hardware import native_bf16
-
     repeats = 3 if quick else 7
     rows = []
     for dtype in ("fp32", "bf16"):
         m, k, n = limit_shape(dtype)
         best, median = matmul_gflops(dtype, repeats)
-        emulated = dtype == "bf16" and not native_bf16("cpu")
+        emulated = (m, k, n) == EMULATED_SHAPE
         rows.append(
             Row(
                 SECTION,

@@ -70,7 +70,7 @@ def speed_note(before: tuple[float, float], after: tuple[float, float]) -> str:
     """``"host matmul 181 / 183 GFLOP/s fp32, 806 / 790 bf16 before / after"``."""
 
     def gflops(x: float) -> str:
-        return f"{x:.0f}" if x >= 10 else f"{x:.1f}"  # emulated bf16 runs at ~0.4
+        return f"{x:.0f}" if x >= 10 else f"{x:.1f}"  # emulated bf16 can run below 1
 
     return (
         f"host matmul {gflops(before[0])} / {gflops(after[0])} GFLOP/s fp32, "

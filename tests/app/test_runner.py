@@ -266,7 +266,7 @@ def test_the_command_line_refuses_bad_values_before_any_run_exists(
 def test_the_flickr8k_preset_asks_for_bf16_only_where_it_is_native(
     monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
-    """Emulated bf16 (an AVX2-only CPU) ran the seed's heads ~300x slower than float32."""
+    """Emulated bf16 (an AVX2-only CPU) runs products 10x to 300x slower than float32."""
     from xmr_utils.core import hardware
 
     monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu": native)

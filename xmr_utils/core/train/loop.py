@@ -247,8 +247,9 @@ def train_model(
         model, val, rows = score_untrained(recipe, direction, checked, folder, device)
         return TrainResult(model, recipe, direction, UNTRAINED_EPOCH, val, rows, folder.best)
     dev = torch.device(device)
-    if recipe.train.precision == "bf16" and bf16_warning(dev.type):
-        warnings.warn(f"{recipe.name}: {bf16_warning(dev.type)}", RuntimeWarning, stacklevel=2)
+    slow_bf16 = bf16_warning(dev.type) if recipe.train.precision == "bf16" else ""
+    if slow_bf16:
+        warnings.warn(f"{recipe.name}: {slow_bf16}", RuntimeWarning, stacklevel=2)
     if not resume:  # start over: no stale state from an earlier run may survive a crash
         folder.clear()
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
